@@ -1,0 +1,62 @@
+#pragma once
+/// Typed option tables for writers and readers. Every key has a default and a doc
+/// string; unknown keys are errors (InvalidArgument naming the valid keys).
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace twinstream {
+
+/// Options as text, the way Python keyword arguments and config files arrive.
+using Options = std::map<std::string, std::string, std::less<>>;
+
+/// One documented option.
+struct OptionDoc {
+  std::string_view key;
+  std::string_view default_value;
+  std::string_view type;
+  std::string_view doc;
+};
+
+/// What the writer does when `queue_limit` steps are unacknowledged.
+enum class QueuePolicy { Block, DropOldest, DropNewest };
+
+/// Data plane names: "auto", "inproc", "shm", "tcp" (and "mpi", "fabric" when built).
+struct WriterOptions {
+  std::uint32_t queue_limit = 2;
+  QueuePolicy queue_policy = QueuePolicy::Block;
+  std::uint32_t min_readers = 0;
+  double open_timeout = 60.0;  // seconds to wait for min_readers
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::string advertise;        // address written to the contact file; empty: host
+  std::string dir;              // rendezvous directory; empty: $TWINSTREAM_DIR or cwd
+  bool shm = true;              // put step buffers in shared memory
+  double heartbeat_interval = 0.5;
+  double close_timeout = 60.0;  // seconds close() waits for readers to drain
+};
+
+struct ReaderOptions {
+  std::string group;            // empty: a group of its own
+  std::string policy = "all";   // delivery policy of the group
+  std::string data_plane = "auto";
+  double timeout = 60.0;        // default wait for a step (Python iteration uses it)
+  double open_timeout = -1.0;   // wait for the writer to appear; <0: same as timeout
+  double heartbeat_timeout = 10.0;
+  std::string dir;
+};
+
+/// Parses text options; throws InvalidArgument for an unknown key or a bad value.
+WriterOptions parse_writer_options(const Options& opts);
+ReaderOptions parse_reader_options(const Options& opts);
+
+/// The documented tables (used for help(ts.open) and error messages).
+std::span<const OptionDoc> writer_option_docs();
+std::span<const OptionDoc> reader_option_docs();
+
+std::string_view queue_policy_name(QueuePolicy p);
+
+}  // namespace twinstream

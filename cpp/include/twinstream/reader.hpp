@@ -1,0 +1,98 @@
+#pragma once
+/// The consuming side of a stream: begin_step(timeout) / get / end_step.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "twinstream/attribute.hpp"
+#include "twinstream/dtype.hpp"
+#include "twinstream/options.hpp"
+#include "twinstream/selection.hpp"
+
+namespace twinstream {
+
+enum class StepStatus { Ok, NotReady, EndOfStream };
+
+/// One block of a global array as the writer put it.
+struct BlockInfo {
+  Dims start;
+  Dims count;
+};
+
+/// A variable of the current step.
+struct VariableInfo {
+  std::string name;
+  DType dtype = DType::Float64;
+  Dims shape;  ///< global shape
+  std::vector<BlockInfo> blocks;
+};
+
+/// Read-only bytes of a variable (or box of it). `owner` keeps the memory mapped; the
+/// contents are only meaningful until the reader's end_step.
+struct ConstView {
+  const std::byte* data = nullptr;
+  std::size_t size = 0;
+  DType dtype = DType::Float64;
+  Dims shape;
+  std::shared_ptr<const void> owner;
+};
+
+struct ReaderStats {
+  std::uint64_t steps = 0;         ///< steps received
+  std::uint64_t dropped = 0;       ///< steps the writer dropped before this reader got them
+  std::uint64_t bytes = 0;         ///< payload bytes read through the data plane
+  std::string data_plane;          ///< plane in use: inproc, shm or tcp
+};
+
+class Reader {
+ public:
+  /// Connects to stream `name`: waits up to open_timeout for its contact file and
+  /// writer, presents the token, joins its group. Throws TimeoutError, ConnectionError.
+  Reader(std::string name, const ReaderOptions& options = {});
+  Reader(std::string name, const Options& options);
+  ~Reader();
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+  /// Waits up to `timeout` for the next step (negative: forever). Ok: the step is held
+  /// until end_step. NotReady: nothing arrived in time. EndOfStream: the writer closed
+  /// and every step was delivered. Throws ConnectionError if the writer died.
+  StepStatus begin_step(std::chrono::duration<double> timeout);
+  StepStatus begin_step();  ///< uses the `timeout` option
+
+  /// Index of the current step (skips show steps dropped by the writer).
+  std::uint64_t step_index() const;
+  const std::vector<VariableInfo>& variables() const;
+  /// The variable, or nullptr.
+  const VariableInfo* find(std::string_view name) const;
+  const Attributes& step_attributes() const;
+  const Attributes& stream_attributes() const;
+
+  /// Zero-copy where the data plane allows it (inproc, shm, one block); otherwise the
+  /// bytes are pulled into a reader-owned buffer. Valid until end_step.
+  ConstView get(std::string_view name);
+  /// Exactly the box `sel` of the global array, pulled only from overlapping blocks.
+  ConstView get(std::string_view name, const Box& sel);
+  /// Copies the box into `dst` (`dst_bytes` must equal the box size).
+  void get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes);
+
+  /// Releases the step's buffers and acknowledges it to the writer.
+  void end_step();
+  /// Leaves the stream (the writer releases this reader's steps). Idempotent.
+  void close();
+
+  const std::string& name() const;
+  ReaderStats stats() const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace twinstream

@@ -1,0 +1,83 @@
+#pragma once
+/// The publishing side of a stream: begin_step / put / end_step.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "twinstream/attribute.hpp"
+#include "twinstream/dtype.hpp"
+#include "twinstream/options.hpp"
+#include "twinstream/selection.hpp"
+
+namespace twinstream {
+
+/// Counters a writer keeps; cheap to read at any time.
+struct WriterStats {
+  std::uint64_t steps = 0;          // steps ended (published or dropped)
+  std::uint64_t dropped = 0;        // steps dropped by drop_oldest / drop_newest
+  std::uint64_t blocked_ns = 0;     // time end_step/begin_step waited on a full queue
+  std::uint64_t bytes = 0;          // payload bytes published
+  std::uint32_t readers = 0;        // readers connected now
+  std::uint32_t queued = 0;         // unacknowledged steps now
+};
+
+class Writer {
+ public:
+  /// Opens `name` for writing: binds the control port, writes the contact file
+  /// `<dir>/<name>.twin` (mode 0600) and starts serving readers. Does not block.
+  /// Throws InvalidArgument for bad options, Error if a live writer owns the name.
+  Writer(std::string name, const WriterOptions& options = {});
+  Writer(std::string name, const Options& options);
+  ~Writer();  ///< close(), swallowing errors
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  /// Starts a step. Blocks while the queue is full under `block` (and, before the first
+  /// step, until `min_readers` readers have joined, up to open_timeout).
+  void begin_step();
+
+  /// Copies `data` (C order, `count` elements of `dtype`) into the step as a block of
+  /// the global array `name`; the caller may reuse `data` when put returns.
+  void put(std::string_view name, DType dtype, const Dims& global_shape, const Dims& start,
+           const Dims& count, const void* data);
+  /// Whole-array form: start = 0, count = shape.
+  void put(std::string_view name, DType dtype, const Dims& shape, const void* data);
+
+  /// Returns writable memory inside transport memory for a block; fill it before
+  /// end_step. Nothing is copied. The span stays valid until end_step.
+  std::span<std::byte> reserve(std::string_view name, DType dtype, const Dims& global_shape,
+                               const Dims& start, const Dims& count);
+  std::span<std::byte> reserve(std::string_view name, DType dtype, const Dims& shape);
+
+  /// Step-level attribute (only between begin_step and end_step).
+  void set_step_attribute(std::string_view name, AttributeValue value);
+  /// Stream-level attribute; readers see it from the next step on.
+  void set_attribute(std::string_view name, AttributeValue value);
+
+  /// Publishes the step. Under drop_newest/drop_oldest never waits; under block it
+  /// returns once the step is queued (the wait happens in the next begin_step).
+  void end_step();
+
+  /// Ends the stream: readers drain what is queued, then see end of stream. Waits up to
+  /// close_timeout for them. Idempotent.
+  void close();
+
+  /// Stream name.
+  const std::string& name() const;
+  /// Where the contact file is.
+  std::string contact_path() const;
+  /// Control address as "host:port".
+  std::string address() const;
+  WriterStats stats() const;
+
+  /// Implementation object (defined in cpp/src/core/writer_impl.hpp).
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace twinstream

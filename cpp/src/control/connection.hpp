@@ -1,0 +1,37 @@
+#pragma once
+// Framed messages over a socket: a blocking reader with a deadline (reader side) and an
+// incremental assembler for the writer's poll loop, where one slow or hostile peer must
+// never stall the others.
+#include <cstddef>
+#include <optional>
+#include <vector>
+
+#include "control/socket.hpp"
+#include "core/wire.hpp"
+
+namespace twinstream::net {
+
+struct Frame {
+  wire::FrameHeader header;
+  std::vector<std::byte> payload;
+};
+
+/// Reads one whole frame before the deadline. Throws ProtocolError on a bad header.
+IoStatus read_frame(int fd, Frame& out, Deadline deadline);
+
+/// Collects bytes from a non-blocking socket and cuts them into frames.
+class FrameAssembler {
+ public:
+  /// Reads what the socket has. False when the peer closed or the socket failed.
+  bool fill(int fd);
+  /// The next complete frame, if any. Throws ProtocolError on a bad header.
+  std::optional<Frame> next();
+  /// Bytes received but not yet returned as frames.
+  std::size_t buffered() const { return buf_.size() - pos_; }
+
+ private:
+  std::vector<std::byte> buf_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace twinstream::net

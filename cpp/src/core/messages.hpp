@@ -1,0 +1,126 @@
+#pragma once
+// The messages of the control and data connections, with their encoders and validating
+// decoders. Layout of each payload is the order of the fields below.
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/wire.hpp"
+#include "twinstream/attribute.hpp"
+#include "twinstream/dtype.hpp"
+#include "twinstream/selection.hpp"
+
+namespace twinstream::wire {
+
+using Token = std::array<std::uint8_t, kTokenSize>;
+
+enum class Role : std::uint8_t { Control = 1, Data = 2 };
+
+/// First frame of every connection, reader -> writer.
+struct Hello {
+  std::uint16_t version = kProtocolVersion;
+  Token token{};
+  Role role = Role::Control;
+  std::uint64_t reader_id = 0;   // data connections: the id the writer gave in Welcome
+  std::string group;
+  std::string policy;
+  std::string data_plane;        // requested: auto, inproc, shm, tcp
+  std::string host_id;           // hostname + boot id: tells "same host"
+  std::uint32_t pid = 0;
+};
+
+/// Writer's answer to a control Hello.
+struct Welcome {
+  std::uint64_t reader_id = 0;
+  std::string data_plane;        // granted
+  std::string shm_prefix;        // name prefix of the writer's shared-memory segments
+  std::uint64_t writer_key = 0;  // identifies the writer inside one process (inproc)
+  std::uint32_t writer_pid = 0;
+  std::string group;             // the group joined (a generated name if none was asked)
+};
+
+/// A refusal or failure; the sender closes the connection after it.
+struct ErrorMsg {
+  std::uint32_t code = 0;
+  std::string message;
+};
+enum ErrorCode : std::uint32_t {
+  kBadToken = 1,
+  kVersionMismatch = 2,
+  kBadRequest = 3,
+  kUnavailable = 4,
+};
+
+/// Where one block's bytes are in the writer's memory.
+struct BlockMeta {
+  Dims start;
+  Dims count;
+  std::uint32_t segment = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t nbytes = 0;  // derived: elements * dtype size
+};
+struct VariableMeta {
+  std::string name;
+  DType dtype = DType::Float64;
+  Dims shape;
+  std::vector<BlockMeta> blocks;
+};
+struct SegmentInfo {
+  std::uint32_t id = 0;
+  std::uint64_t size = 0;
+};
+
+/// A step handed to one reader.
+struct StepMeta {
+  std::uint64_t index = 0;
+  std::uint64_t dropped = 0;        // steps dropped for this reader so far
+  std::vector<VariableMeta> variables;
+  Attributes attributes;
+  std::optional<Attributes> stream_attributes;  // present when they changed
+  std::vector<SegmentInfo> segments;  // every segment a block refers to
+  std::vector<std::uint32_t> retired; // segments the reader may unmap
+};
+
+struct Ack {
+  std::uint64_t step = 0;
+};
+
+/// A byte range of a writer segment.
+struct Range {
+  std::uint32_t segment = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+/// Data connection: pull these ranges of a held step. The reply is a ReadReply header
+/// followed by the ranges' bytes back to back.
+struct ReadRequest {
+  std::uint64_t step = 0;
+  std::vector<Range> ranges;
+};
+struct ReadReply {
+  std::uint64_t step = 0;
+  std::uint64_t total = 0;
+};
+
+std::vector<std::byte> encode(const Hello& m);
+std::vector<std::byte> encode(const Welcome& m);
+std::vector<std::byte> encode(const ErrorMsg& m);
+std::vector<std::byte> encode(const StepMeta& m);
+std::vector<std::byte> encode(const Ack& m);
+std::vector<std::byte> encode(const ReadRequest& m);
+std::vector<std::byte> encode(const ReadReply& m);
+/// Frames with an empty payload (End, Heartbeat, Bye).
+std::vector<std::byte> encode_empty(MsgType type);
+
+// Decoders take the payload (header stripped) and validate everything they can.
+Hello decode_hello(std::span<const std::byte> payload);
+Welcome decode_welcome(std::span<const std::byte> payload);
+ErrorMsg decode_error(std::span<const std::byte> payload);
+StepMeta decode_step(std::span<const std::byte> payload);
+Ack decode_ack(std::span<const std::byte> payload);
+ReadRequest decode_read_request(std::span<const std::byte> payload);
+ReadReply decode_read_reply(std::span<const std::byte> payload);
+
+}  // namespace twinstream::wire

@@ -1,0 +1,205 @@
+#include "twinstream/options.hpp"
+
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <vector>
+
+#include "twinstream/errors.hpp"
+
+namespace twinstream {
+namespace {
+
+// One row per key: documentation and the parser that stores the value. The docs are what
+// help(ts.open) prints, so they are written for users.
+template <typename Opts>
+struct OptionRow {
+  OptionDoc doc;
+  std::function<void(Opts&, const std::string&)> set;
+};
+
+double parse_double(std::string_view key, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || errno != 0 || std::isnan(d)) {
+    throw InvalidArgument("option " + std::string(key) + "='" + v + "' is not a number");
+  }
+  return d;
+}
+
+std::uint64_t parse_uint(std::string_view key, const std::string& v, std::uint64_t max) {
+  char* end = nullptr;
+  errno = 0;
+  const auto n = std::strtoull(v.c_str(), &end, 10);
+  if (v.empty() || v[0] == '-' || *end != '\0' || errno != 0 || n > max) {
+    throw InvalidArgument("option " + std::string(key) + "='" + v +
+                          "' must be an integer from 0 to " + std::to_string(max));
+  }
+  return n;
+}
+
+bool parse_bool(std::string_view key, const std::string& v) {
+  if (v == "1" || v == "true" || v == "True" || v == "on" || v == "yes") return true;
+  if (v == "0" || v == "false" || v == "False" || v == "off" || v == "no") return false;
+  throw InvalidArgument("option " + std::string(key) + "='" + v + "' must be true or false");
+}
+
+std::string one_of(std::string_view key, const std::string& v,
+                   std::initializer_list<std::string_view> allowed) {
+  std::string list;
+  for (auto a : allowed) {
+    if (a == v) return v;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  throw InvalidArgument("option " + std::string(key) + "='" + v + "' must be one of: " + list);
+}
+
+const std::array<OptionRow<WriterOptions>, 11>& writer_rows() {
+  static const std::array<OptionRow<WriterOptions>, 11> rows{{
+      {{"queue_limit", "2", "int",
+        "Most unacknowledged steps the writer keeps (at least 1; never unbounded)."},
+       [](WriterOptions& o, const std::string& v) {
+         o.queue_limit = static_cast<std::uint32_t>(parse_uint("queue_limit", v, 1u << 16));
+         if (o.queue_limit == 0) throw InvalidArgument("option queue_limit must be at least 1");
+       }},
+      {{"queue_policy", "block", "str",
+        "When the queue is full: block (the simulation waits, nothing is lost), "
+        "drop_oldest or drop_newest (never waits; drops are counted and reported)."},
+       [](WriterOptions& o, const std::string& v) {
+         const auto p = one_of("queue_policy", v, {"block", "drop_oldest", "drop_newest"});
+         o.queue_policy = p == "block"         ? QueuePolicy::Block
+                          : p == "drop_oldest" ? QueuePolicy::DropOldest
+                                               : QueuePolicy::DropNewest;
+       }},
+      {{"min_readers", "0", "int", "Readers to wait for before the first step."},
+       [](WriterOptions& o, const std::string& v) {
+         o.min_readers = static_cast<std::uint32_t>(parse_uint("min_readers", v, 1u << 16));
+       }},
+      {{"open_timeout", "60", "float",
+        "Seconds the first step waits for min_readers before raising TimeoutError."},
+       [](WriterOptions& o, const std::string& v) {
+         o.open_timeout = parse_double("open_timeout", v);
+       }},
+      {{"host", "127.0.0.1", "str",
+        "Address the control port binds (0.0.0.0 or a NIC address to accept remote readers)."},
+       [](WriterOptions& o, const std::string& v) { o.host = v; }},
+      {{"port", "0", "int", "Control port; 0 picks a free one."},
+       [](WriterOptions& o, const std::string& v) {
+         o.port = static_cast<std::uint16_t>(parse_uint("port", v, 65535));
+       }},
+      {{"advertise", "", "str",
+        "Address written to the contact file for readers (default: host)."},
+       [](WriterOptions& o, const std::string& v) { o.advertise = v; }},
+      {{"dir", "", "str",
+        "Rendezvous directory for the contact file (default: $TWINSTREAM_DIR, else the "
+        "working directory)."},
+       [](WriterOptions& o, const std::string& v) { o.dir = v; }},
+      {{"shm", "true", "bool",
+        "Keep step buffers in shared memory so same-host readers map them (zero copy)."},
+       [](WriterOptions& o, const std::string& v) { o.shm = parse_bool("shm", v); }},
+      {{"heartbeat_interval", "0.5", "float",
+        "Seconds between heartbeats to idle readers."},
+       [](WriterOptions& o, const std::string& v) {
+         o.heartbeat_interval = parse_double("heartbeat_interval", v);
+         if (o.heartbeat_interval <= 0) throw InvalidArgument("heartbeat_interval must be > 0");
+       }},
+      {{"close_timeout", "60", "float",
+        "Seconds close() waits for readers to drain queued steps."},
+       [](WriterOptions& o, const std::string& v) {
+         o.close_timeout = parse_double("close_timeout", v);
+       }},
+  }};
+  return rows;
+}
+
+const std::array<OptionRow<ReaderOptions>, 7>& reader_rows() {
+  static const std::array<OptionRow<ReaderOptions>, 7> rows{{
+      {{"group", "", "str",
+        "Reader group to join; members share a delivery policy (default: a group of its own)."},
+       [](ReaderOptions& o, const std::string& v) { o.group = v; }},
+      {{"policy", "all", "str",
+        "Delivery policy inside the group: all (every member gets every step)."},
+       [](ReaderOptions& o, const std::string& v) { o.policy = one_of("policy", v, {"all"}); }},
+      {{"data_plane", "auto", "str",
+        "How step bytes travel: auto (inproc in the writer's process, shm on its host, tcp "
+        "elsewhere), inproc, shm or tcp."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.data_plane = one_of("data_plane", v, {"auto", "inproc", "shm", "tcp", "mpi", "fabric"});
+       }},
+      {{"timeout", "60", "float",
+        "Seconds to wait for each step when iterating (and to open, unless open_timeout)."},
+       [](ReaderOptions& o, const std::string& v) { o.timeout = parse_double("timeout", v); }},
+      {{"open_timeout", "", "float",
+        "Seconds to wait for the writer to appear (default: timeout)."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.open_timeout = parse_double("open_timeout", v);
+       }},
+      {{"heartbeat_timeout", "10", "float",
+        "Seconds of silence after which the writer is declared dead (ConnectionError)."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.heartbeat_timeout = parse_double("heartbeat_timeout", v);
+         if (o.heartbeat_timeout <= 0) throw InvalidArgument("heartbeat_timeout must be > 0");
+       }},
+      {{"dir", "", "str",
+        "Rendezvous directory where the contact file is looked for (default: "
+        "$TWINSTREAM_DIR, else the working directory)."},
+       [](ReaderOptions& o, const std::string& v) { o.dir = v; }},
+  }};
+  return rows;
+}
+
+template <typename Opts, typename Rows>
+Opts parse(const Options& opts, const Rows& rows, const char* side) {
+  Opts out;
+  for (const auto& [key, value] : opts) {
+    bool found = false;
+    for (const auto& row : rows) {
+      if (row.doc.key == key) {
+        row.set(out, value);
+        found = true;
+        break;
+      }
+    }
+    if (!found) {
+      std::string valid;
+      for (const auto& row : rows) valid += (valid.empty() ? "" : ", ") + std::string(row.doc.key);
+      throw InvalidArgument("unknown " + std::string(side) + " option '" + key +
+                            "'; valid options: " + valid);
+    }
+  }
+  return out;
+}
+
+template <typename Rows>
+std::span<const OptionDoc> docs(const Rows& rows) {
+  static std::vector<OptionDoc> out = [&] {
+    std::vector<OptionDoc> v;
+    for (const auto& r : rows) v.push_back(r.doc);
+    return v;
+  }();
+  return out;
+}
+}  // namespace
+
+WriterOptions parse_writer_options(const Options& opts) {
+  return parse<WriterOptions>(opts, writer_rows(), "writer");
+}
+ReaderOptions parse_reader_options(const Options& opts) {
+  return parse<ReaderOptions>(opts, reader_rows(), "reader");
+}
+std::span<const OptionDoc> writer_option_docs() { return docs(writer_rows()); }
+std::span<const OptionDoc> reader_option_docs() { return docs(reader_rows()); }
+
+std::string_view queue_policy_name(QueuePolicy p) {
+  switch (p) {
+    case QueuePolicy::Block: return "block";
+    case QueuePolicy::DropOldest: return "drop_oldest";
+    case QueuePolicy::DropNewest: return "drop_newest";
+  }
+  return "?";
+}
+
+}  // namespace twinstream
