@@ -51,11 +51,20 @@ class Writer {
   std::span<std::byte> reserve(std::string_view name, DType dtype, const Dims& global_shape,
                                const Dims& start, const Dims& count);
   std::span<std::byte> reserve(std::string_view name, DType dtype, const Dims& shape);
+  /// reserve() with shared ownership: the memory stays mapped while the pointer lives
+  /// (for bindings that hand it to a garbage-collected language). Writes after end_step
+  /// are not published and may land in a later step.
+  std::shared_ptr<std::byte> reserve_shared(std::string_view name, DType dtype,
+                                            const Dims& global_shape, const Dims& start,
+                                            const Dims& count);
 
   /// Step-level attribute (only between begin_step and end_step).
   void set_step_attribute(std::string_view name, AttributeValue value);
   /// Stream-level attribute; readers see it from the next step on.
   void set_attribute(std::string_view name, AttributeValue value);
+
+  /// Discards the step being built (nothing is published, the index is not used).
+  void abort_step();
 
   /// Publishes the step. Under drop_newest/drop_oldest never waits; under block it
   /// returns once the step is queued (the wait happens in the next begin_step).

@@ -1,0 +1,345 @@
+// Reader: one thread, every wait bounded. Announcements arrive on the control
+// connection; bytes come through the data plane chosen at the handshake.
+#include "twinstream/reader.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "control/connection.hpp"
+#include "core/box_copy.hpp"
+#include "core/contact.hpp"
+#include "core/log.hpp"
+#include "transport/registry.hpp"
+#include "twinstream/errors.hpp"
+
+namespace twinstream {
+
+class Reader::Impl {
+ public:
+  Impl(std::string name, ReaderOptions opt);
+  ~Impl() { close(); }
+
+  StepStatus begin_step(double timeout);
+  ConstView get(std::string_view name, const Box* sel);
+  void get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes);
+  void end_step();
+  void close();
+
+  const std::string name_;
+  const ReaderOptions opt_;
+  std::vector<VariableInfo> vars_;
+  Attributes step_attrs_;
+  Attributes stream_attrs_;
+  wire::StepMeta step_;
+  bool in_step_ = false;
+  ReaderStats stats_;
+
+ private:
+  void connect(net::Deadline deadline);
+  const wire::VariableMeta& variable(std::string_view name) const;
+  Box checked_box(const wire::VariableMeta& v, const Box* sel) const;
+  [[noreturn]] void writer_lost(const std::string& what) const;
+
+  Contact contact_;
+  std::string peer_;
+  net::Fd ctrl_;
+  wire::Welcome welcome_;
+  std::unique_ptr<transport::DataPlaneReader> plane_;
+  net::Clock::time_point last_heard_;
+  bool ended_ = false;
+  bool closed_ = false;
+};
+
+Reader::Impl::Impl(std::string name, ReaderOptions opt) : name_(std::move(name)), opt_(std::move(opt)) {
+  validate_stream_name(name_);
+  const double open_timeout = opt_.open_timeout >= 0 ? opt_.open_timeout : opt_.timeout;
+  connect(net::deadline_after(open_timeout));
+}
+
+void Reader::Impl::connect(net::Deadline deadline) {
+  const auto path = contact_path(rendezvous_dir(opt_.dir), name_);
+  std::string waiting_for;
+  bool warned_stale = false;
+  // The writer may start after us: poll for its contact file until the deadline. Between
+  // tries a short pause; this is a start-up wait, not a data path.
+  while (true) {
+    std::string why;
+    auto c = read_contact(path, &why);
+    if (c && !contact_is_live(*c)) {
+      if (!warned_stale) {
+        log::warn("stream '" + name_ + "': contact file " + path + " belongs to a dead writer (pid " +
+                  std::to_string(c->pid) + "); waiting for a new writer");
+        warned_stale = true;
+      }
+      why = "only a stale contact file from dead writer pid " + std::to_string(c->pid);
+      c.reset();
+    }
+    if (c) {
+      try {
+        contact_ = *c;
+        peer_ = c->host + ":" + std::to_string(c->port);
+        ctrl_ = net::connect_tcp(c->host, c->port, std::min(deadline, net::deadline_after(5.0)));
+        net::tune_stream_socket(ctrl_.get(), false);
+        wire::Hello hello;
+        hello.token = c->token;
+        hello.role = wire::Role::Control;
+        hello.group = opt_.group;
+        hello.policy = opt_.policy;
+        hello.data_plane = opt_.data_plane;
+        hello.host_id = net::host_id();
+        hello.pid = static_cast<std::uint32_t>(::getpid());
+        if (net::send_all(ctrl_.get(), wire::encode(hello), deadline) != net::IoStatus::Ok) {
+          throw ConnectionError("could not send its hello");
+        }
+        net::Frame f;
+        const auto st = net::read_frame(ctrl_.get(), f, deadline);
+        if (st != net::IoStatus::Ok) {
+          throw ConnectionError(st == net::IoStatus::Timeout ? "no answer to its hello"
+                                                             : "closed during the handshake");
+        }
+        if (f.header.type == wire::MsgType::Error) {
+          const auto err = wire::decode_error(f.payload);
+          if (err.code == wire::kUnavailable || err.code == wire::kBadRequest) {
+            throw InvalidArgument(err.message);
+          }
+          throw ConnectionError(err.message);  // refused: never retried with the same token
+        }
+        if (f.header.type != wire::MsgType::Welcome) {
+          throw ProtocolError("writer at " + peer_ + " answered with " +
+                              std::string(wire::msg_type_name(f.header.type)));
+        }
+        welcome_ = wire::decode_welcome(f.payload);
+        break;
+      } catch (const InvalidArgument&) {
+        throw;
+      } catch (const ProtocolError&) {
+        throw;
+      } catch (const ConnectionError& e) {
+        const std::string msg = e.what();
+        if (msg.find("refused") != std::string::npos && msg.find("token") != std::string::npos) {
+          throw;
+        }
+        if (msg.find("protocol version") != std::string::npos) throw;
+        why = msg;  // writer starting up or just gone: try again until the deadline
+        ctrl_.reset();
+      }
+    }
+    if (net::Clock::now() >= deadline) {
+      throw TimeoutError("stream '" + name_ + "': no writer to connect to before open_timeout (" +
+                         why + "); start the writer, or check dir=/TWINSTREAM_DIR (looked in " +
+                         path + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout};
+  plane_ = transport::find(welcome_.data_plane).make_reader(ctx);
+  stats_.data_plane = welcome_.data_plane;
+  last_heard_ = net::Clock::now();
+  log::info("stream '" + name_ + "': reader " + std::to_string(welcome_.reader_id) +
+            " joined group '" + welcome_.group + "' over " + welcome_.data_plane);
+}
+
+void Reader::Impl::writer_lost(const std::string& what) const {
+  throw ConnectionError("stream '" + name_ + "': the writer (pid " +
+                        std::to_string(welcome_.writer_pid) + ", " + peer_ + ") " + what +
+                        "; steps after the last one received are lost; restart the writer and "
+                        "reopen the reader");
+}
+
+StepStatus Reader::Impl::begin_step(double timeout) {
+  if (closed_) throw InvalidArgument("stream '" + name_ + "': begin_step on a closed reader");
+  if (in_step_) {
+    throw InvalidArgument("stream '" + name_ + "': begin_step called twice; call end_step first");
+  }
+  if (ended_) return StepStatus::EndOfStream;
+  const auto deadline = net::deadline_after(timeout);
+  const auto silence = std::chrono::duration_cast<net::Clock::duration>(
+      std::chrono::duration<double>(opt_.heartbeat_timeout));
+  while (true) {
+    const auto heard_by = last_heard_ + silence;
+    const auto st = net::wait_readable(ctrl_.get(), std::min(deadline, heard_by));
+    if (st == net::IoStatus::Timeout) {
+      if (net::Clock::now() >= heard_by) {
+        writer_lost("sent nothing for heartbeat_timeout=" + std::to_string(opt_.heartbeat_timeout) +
+                    " s (hung, or its host is unreachable)");
+      }
+      return StepStatus::NotReady;
+    }
+    net::Frame f;
+    const auto rs = net::read_frame(ctrl_.get(), f, net::Clock::now() + silence);
+    if (rs != net::IoStatus::Ok) {
+      writer_lost(rs == net::IoStatus::Closed ? "closed the connection without ending the stream "
+                                                "(it crashed or was killed)"
+                                              : "stalled in the middle of a message");
+    }
+    last_heard_ = net::Clock::now();
+    switch (f.header.type) {
+      case wire::MsgType::Heartbeat: continue;
+      case wire::MsgType::End: ended_ = true; return StepStatus::EndOfStream;
+      case wire::MsgType::Error: throw ConnectionError(wire::decode_error(f.payload).message);
+      case wire::MsgType::Announce: break;
+      default:
+        throw ProtocolError("stream '" + name_ + "': writer at " + peer_ + " sent an unexpected " +
+                            std::string(wire::msg_type_name(f.header.type)));
+    }
+    step_ = wire::decode_step(f.payload);
+    plane_->on_step(step_);
+    if (step_.stream_attributes) stream_attrs_ = std::move(*step_.stream_attributes);
+    step_.stream_attributes.reset();
+    step_attrs_ = step_.attributes;
+    vars_.clear();
+    for (const auto& v : step_.variables) {
+      VariableInfo info{v.name, v.dtype, v.shape, {}};
+      for (const auto& b : v.blocks) info.blocks.push_back({b.start, b.count});
+      vars_.push_back(std::move(info));
+    }
+    stats_.dropped = step_.dropped;
+    stats_.steps++;
+    in_step_ = true;
+    return StepStatus::Ok;
+  }
+}
+
+const wire::VariableMeta& Reader::Impl::variable(std::string_view name) const {
+  if (!in_step_) {
+    throw InvalidArgument("stream '" + name_ + "': get('" + std::string(name) +
+                          "') outside a step; call begin_step first");
+  }
+  std::string names;
+  for (const auto& v : step_.variables) {
+    if (v.name == name) return v;
+    names += (names.empty() ? "" : ", ") + v.name;
+  }
+  throw InvalidArgument("stream '" + name_ + "' step " + std::to_string(step_.index) +
+                        " has no variable '" + std::string(name) + "'; it has: " +
+                        (names.empty() ? "none" : names));
+}
+
+Box Reader::Impl::checked_box(const wire::VariableMeta& v, const Box* sel) const {
+  if (!sel) return Box{Dims(v.shape.size(), 0), v.shape};
+  if (sel->start.size() != v.shape.size() || sel->count.size() != v.shape.size()) {
+    throw InvalidArgument("stream '" + name_ + "' variable '" + v.name + "': selection rank " +
+                          std::to_string(sel->start.size()) + " does not match shape " +
+                          dims_to_string(v.shape));
+  }
+  for (std::size_t d = 0; d < v.shape.size(); ++d) {
+    if (sel->start[d] > v.shape[d] || sel->count[d] > v.shape[d] - sel->start[d]) {
+      throw InvalidArgument("stream '" + name_ + "' variable '" + v.name + "': selection start " +
+                            dims_to_string(sel->start) + " count " + dims_to_string(sel->count) +
+                            " lies outside shape " + dims_to_string(v.shape));
+    }
+  }
+  return *sel;
+}
+
+ConstView Reader::Impl::get(std::string_view name, const Box* sel) {
+  const auto& v = variable(name);
+  const Box box = checked_box(v, sel);
+  const std::size_t elem = dtype_size(v.dtype);
+  const std::uint64_t nbytes = element_count(box.count) * elem;
+  ConstView out;
+  out.dtype = v.dtype;
+  out.shape = box.count;
+  out.size = nbytes;
+  // Zero copy when one block is exactly the selection and the plane can map it.
+  if (v.blocks.size() == 1 && v.blocks[0].start == box.start && v.blocks[0].count == box.count) {
+    const auto& b = v.blocks[0];
+    if (auto p = plane_->view(b.segment, b.offset, b.nbytes)) {
+      out.data = p.get();
+      out.owner = std::move(p);
+      stats_.bytes += nbytes;
+      return out;
+    }
+  }
+  // Otherwise into a fresh buffer the view owns (64-byte aligned, like step memory).
+  const std::size_t alloc = std::max<std::size_t>(64, (nbytes + 63) & ~std::size_t{63});
+  std::shared_ptr<std::byte> buf(static_cast<std::byte*>(std::aligned_alloc(64, alloc)), std::free);
+  if (!buf) throw std::bad_alloc();
+  get_into(name, box, buf.get(), nbytes);
+  out.data = buf.get();
+  out.owner = std::move(buf);
+  return out;
+}
+
+void Reader::Impl::get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes) {
+  const auto& v = variable(name);
+  const Box box = checked_box(v, &sel);
+  const std::size_t elem = dtype_size(v.dtype);
+  const std::uint64_t nbytes = element_count(box.count) * elem;
+  if (dst_bytes != nbytes) {
+    throw InvalidArgument("stream '" + name_ + "' variable '" + v.name + "': destination has " +
+                          std::to_string(dst_bytes) + " bytes, the selection " +
+                          dims_to_string(box.count) + " of " + std::string(dtype_name(v.dtype)) +
+                          " needs " + std::to_string(nbytes));
+  }
+  auto* out = static_cast<std::byte*>(dst);
+  std::vector<transport::Copy> copies;
+  std::uint64_t covered = 0;
+  for (const auto& b : v.blocks) {
+    const auto ov = intersect(Box{b.start, b.count}, box);
+    if (ov.empty) continue;
+    covered += element_count(ov.box.count);
+    for_each_run(Box{b.start, b.count}, box, ov.box, elem,
+                 [&](std::uint64_t src, std::uint64_t doff, std::uint64_t len) {
+                   copies.push_back({b.segment, b.offset + src, out + doff, len});
+                 });
+  }
+  // Parts of the global array no block covers read as zeros.
+  if (covered < element_count(box.count)) std::memset(out, 0, nbytes);
+  plane_->read(step_.index, copies);
+  stats_.bytes += nbytes;
+}
+
+void Reader::Impl::end_step() {
+  if (!in_step_) throw InvalidArgument("stream '" + name_ + "': end_step without begin_step");
+  in_step_ = false;
+  if (net::send_all(ctrl_.get(), wire::encode(wire::Ack{step_.index}),
+                    net::deadline_after(opt_.heartbeat_timeout)) != net::IoStatus::Ok) {
+    writer_lost("did not take the acknowledgement of step " + std::to_string(step_.index));
+  }
+}
+
+void Reader::Impl::close() {
+  if (closed_) return;
+  closed_ = true;
+  if (ctrl_.valid()) {
+    net::send_all(ctrl_.get(), wire::encode_empty(wire::MsgType::Bye), net::deadline_after(0.5));
+  }
+  plane_.reset();
+  ctrl_.reset();
+}
+
+Reader::Reader(std::string name, const ReaderOptions& options)
+    : impl_(std::make_unique<Impl>(std::move(name), options)) {}
+Reader::Reader(std::string name, const Options& options)
+    : Reader(std::move(name), parse_reader_options(options)) {}
+Reader::~Reader() = default;
+StepStatus Reader::begin_step(std::chrono::duration<double> timeout) {
+  return impl_->begin_step(timeout.count());
+}
+StepStatus Reader::begin_step() { return impl_->begin_step(impl_->opt_.timeout); }
+std::uint64_t Reader::step_index() const { return impl_->step_.index; }
+const std::vector<VariableInfo>& Reader::variables() const { return impl_->vars_; }
+const VariableInfo* Reader::find(std::string_view name) const {
+  for (const auto& v : impl_->vars_) {
+    if (v.name == name) return &v;
+  }
+  return nullptr;
+}
+const Attributes& Reader::step_attributes() const { return impl_->step_attrs_; }
+const Attributes& Reader::stream_attributes() const { return impl_->stream_attrs_; }
+ConstView Reader::get(std::string_view name) { return impl_->get(name, nullptr); }
+ConstView Reader::get(std::string_view name, const Box& sel) { return impl_->get(name, &sel); }
+void Reader::get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes) {
+  impl_->get_into(name, sel, dst, dst_bytes);
+}
+void Reader::end_step() { impl_->end_step(); }
+void Reader::close() { impl_->close(); }
+const std::string& Reader::name() const { return impl_->name_; }
+ReaderStats Reader::stats() const { return impl_->stats_; }
+
+}  // namespace twinstream

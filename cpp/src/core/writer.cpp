@@ -1,0 +1,490 @@
+// Writer: step building on the user's thread, and delivery bookkeeping shared with the
+// service thread (writer_service.cpp).
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cstring>
+
+#include "core/log.hpp"
+#include "transport/inproc/inproc.hpp"
+#include "transport/shm/shared_memory.hpp"
+#include "twinstream/errors.hpp"
+#include "core/writer_impl.hpp"
+
+namespace twinstream {
+
+namespace {
+std::uint64_t random_u64() {
+  const auto t = random_token();
+  std::uint64_t v;
+  std::memcpy(&v, t.data(), sizeof v);
+  return v;
+}
+}  // namespace
+
+Writer::Impl::Impl(std::string name, WriterOptions options)
+    : name_(std::move(name)), opt_(std::move(options)), queue_(opt_.queue_limit, opt_.queue_policy) {
+  validate_stream_name(name_);
+  contact_path_ = twinstream::contact_path(rendezvous_dir(opt_.dir), name_);
+  std::string why;
+  if (auto old = read_contact(contact_path_, &why)) {
+    if (contact_is_live(*old)) {
+      throw Error("stream '" + name_ + "' already has a live writer (pid " +
+                  std::to_string(old->pid) + ", " + old->host + ":" + std::to_string(old->port) +
+                  ", contact file " + contact_path_ + "); stop it or choose another name");
+    }
+    log::warn("stream '" + name_ + "': replacing the stale contact file " + contact_path_ +
+              " of a dead writer (pid " + std::to_string(old->pid) + ")");
+    if (old->host_id == net::host_id()) shm::unlink_all_with_prefix(old->shm_prefix);
+  } else if (::access(contact_path_.c_str(), F_OK) == 0) {
+    log::warn("stream '" + name_ + "': replacing unreadable contact file: " + why);
+  }
+
+  token_ = random_token();
+  writer_key_ = random_u64();
+  if (opt_.shm) {
+    shm_prefix_ = "twinstream-" + std::to_string(::getpid()) + "-" + to_hex(token_).substr(0, 12);
+  }
+  std::uint16_t port = 0;
+  listen_ = net::listen_tcp(opt_.host, opt_.port, &port);
+  net::set_nonblocking(listen_.get(), true);
+  wake_fd_ = net::Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  tcp_ = std::make_unique<transport::TcpServer>(name_, *this);
+  transport::inproc::register_writer(writer_key_, segments_);
+
+  Contact c;
+  c.host = opt_.advertise.empty() ? opt_.host : opt_.advertise;
+  if (c.host == "0.0.0.0" || c.host == "::") c.host = "127.0.0.1";
+  c.port = port;
+  c.token = token_;
+  c.pid = static_cast<std::uint32_t>(::getpid());
+  c.host_id = net::host_id();
+  c.shm_prefix = shm_prefix_;
+  address_ = c.host + ":" + std::to_string(port);
+  write_contact(contact_path_, c);
+  service_ = std::thread([this] { serve(); });
+  log::info("stream '" + name_ + "': writer listening on " + address_ + ", contact file " +
+            contact_path_);
+}
+
+Writer::Impl::~Impl() {
+  try {
+    close();
+  } catch (const std::exception& e) {
+    log::warn("stream '" + name_ + "': error while closing: " + e.what());
+  }
+}
+
+std::shared_ptr<Segment> Writer::Impl::new_segment(std::size_t min_size) {
+  // Powers of two, at least 256 KiB: few distinct sizes, so slots stay reusable.
+  const std::size_t size = std::bit_ceil(std::max<std::size_t>(min_size, 256u << 10));
+  auto seg = std::make_shared<Segment>(next_segment_id_++, size, shm_prefix_);
+  segments_->add(seg);
+  return seg;
+}
+
+void Writer::Impl::begin_step() {
+  if (closed_ || closing_) throw InvalidArgument("stream '" + name_ + "': begin_step after close");
+  if (in_step_) {
+    throw InvalidArgument("stream '" + name_ + "': begin_step called twice; call end_step first");
+  }
+  std::unique_lock lock(mu_);
+  if (first_step_ && opt_.min_readers > 0) {
+    const auto deadline = net::deadline_after(opt_.open_timeout);
+    if (!cv_.wait_until(lock, deadline, [&] { return readers_.size() >= opt_.min_readers; })) {
+      throw TimeoutError("stream '" + name_ + "': only " + std::to_string(readers_.size()) +
+                         " of min_readers=" + std::to_string(opt_.min_readers) +
+                         " readers joined within " + std::to_string(opt_.open_timeout) +
+                         " s; start the readers (contact file " + contact_path_ +
+                         ") or lower min_readers");
+    }
+  }
+  first_step_ = false;
+  if (opt_.queue_policy == QueuePolicy::Block && queue_.full()) {
+    const auto t0 = net::Clock::now();
+    cv_.wait(lock, [&] { return !queue_.full() || stop_; });
+    stats_.blocked_ns += static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(net::Clock::now() - t0).count());
+  }
+  if (!free_slots_.empty()) {
+    slot_ = std::move(free_slots_.back());
+    free_slots_.pop_back();
+  } else {
+    slot_ = std::make_unique<Slot>();
+  }
+  std::vector<std::uint32_t> retired;
+  slot_->reset([this](std::size_t n) { return new_segment(n); }, retired);
+  for (auto id : retired) {
+    segments_->remove(id);
+    retired_log_.emplace_back(++retired_seq_, id);
+  }
+  vars_.clear();
+  step_attrs_.clear();
+  in_step_ = true;
+}
+
+wire::VariableMeta& Writer::Impl::variable_for(std::string_view name, DType dtype,
+                                               const Dims& shape, const Dims& start,
+                                               const Dims& count) {
+  const std::string who = "stream '" + name_ + "' variable '" + std::string(name) + "'";
+  if (!in_step_) throw InvalidArgument(who + ": put outside a step; call begin_step first");
+  if (name.empty() || name.size() > 4096) throw InvalidArgument(who + ": bad variable name");
+  if (!dtype_valid(static_cast<std::uint8_t>(dtype))) throw InvalidArgument(who + ": bad dtype");
+  if (shape.size() > kMaxRank) throw InvalidArgument(who + ": rank above 32");
+  if (start.size() != shape.size() || count.size() != shape.size()) {
+    throw InvalidArgument(who + ": start " + dims_to_string(start) + " and count " +
+                          dims_to_string(count) + " must have the rank of shape " +
+                          dims_to_string(shape));
+  }
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    if (start[d] > shape[d] || count[d] > shape[d] - start[d]) {
+      throw InvalidArgument(who + ": block start " + dims_to_string(start) + " count " +
+                            dims_to_string(count) + " lies outside shape " +
+                            dims_to_string(shape));
+    }
+  }
+  (void)element_count(shape);
+  for (auto& v : vars_) {
+    if (v.name != name) continue;
+    if (v.dtype != dtype || v.shape != shape) {
+      throw InvalidArgument(who + ": already put in this step as " +
+                            std::string(dtype_name(v.dtype)) + dims_to_string(v.shape) +
+                            ", now as " + std::string(dtype_name(dtype)) +
+                            dims_to_string(shape) + "; blocks of one variable must agree");
+    }
+    return v;
+  }
+  auto& v = vars_.emplace_back();
+  v.name = std::string(name);
+  v.dtype = dtype;
+  v.shape = shape;
+  return v;
+}
+
+std::byte* Writer::Impl::add_block(std::string_view name, DType dtype, const Dims& shape,
+                                   const Dims& start, const Dims& count, std::uint32_t* segment) {
+  auto& v = variable_for(name, dtype, shape, start, count);
+  const std::uint64_t nbytes = element_count(count) * dtype_size(dtype);
+  const auto a = slot_->allocate(nbytes, [this](std::size_t n) { return new_segment(n); });
+  v.blocks.push_back({start, count, a.segment, a.offset, nbytes});
+  if (segment) *segment = a.segment;
+  return a.data;
+}
+
+std::shared_ptr<std::byte> Writer::Impl::reserve_shared(std::string_view name, DType dtype,
+                                                        const Dims& shape, const Dims& start,
+                                                        const Dims& count) {
+  std::uint32_t seg = 0;
+  std::byte* p = add_block(name, dtype, shape, start, count, &seg);
+  return {segments_->find(seg), p};
+}
+
+void Writer::Impl::abort_step() {
+  if (!in_step_) throw InvalidArgument("stream '" + name_ + "': abort_step without begin_step");
+  in_step_ = false;
+  vars_.clear();
+  step_attrs_.clear();
+  std::lock_guard lock(mu_);
+  release(std::move(slot_));
+}
+
+void Writer::Impl::put(std::string_view name, DType dtype, const Dims& shape, const Dims& start,
+                       const Dims& count, const void* data) {
+  std::byte* dst = add_block(name, dtype, shape, start, count);
+  const auto nbytes = element_count(count) * dtype_size(dtype);
+  if (nbytes > 0) {
+    if (!data) throw InvalidArgument("stream '" + name_ + "': put of '" + std::string(name) + "' with no data");
+    std::memcpy(dst, data, nbytes);
+  }
+}
+
+std::span<std::byte> Writer::Impl::reserve(std::string_view name, DType dtype, const Dims& shape,
+                                           const Dims& start, const Dims& count) {
+  std::byte* dst = add_block(name, dtype, shape, start, count);
+  return {dst, element_count(count) * dtype_size(dtype)};
+}
+
+namespace {
+void check_attribute(const std::string& stream, std::string_view name, const AttributeValue& v) {
+  if (name.empty() || name.size() > 4096) {
+    throw InvalidArgument("stream '" + stream + "': attribute names must have 1-4096 characters");
+  }
+  std::size_t size = 0;
+  if (auto* s = std::get_if<std::string>(&v)) size = s->size();
+  if (auto* a = std::get_if<ArrayAttribute>(&v)) {
+    size = a->bytes.size();
+    if (a->shape.size() > kMaxRank ||
+        element_count(a->shape) * dtype_size(a->dtype) != a->bytes.size()) {
+      throw InvalidArgument("stream '" + stream + "': attribute '" + std::string(name) +
+                            "' bytes do not match its shape");
+    }
+  }
+  if (size > kMaxAttributeBytes) {
+    throw InvalidArgument("stream '" + stream + "': attribute '" + std::string(name) +
+                          "' is larger than 1 MiB; put it as a variable instead");
+  }
+}
+}  // namespace
+
+void Writer::Impl::set_step_attribute(std::string_view name, AttributeValue value) {
+  if (!in_step_) {
+    throw InvalidArgument("stream '" + name_ + "': step attribute '" + std::string(name) +
+                          "' set outside a step; call begin_step first");
+  }
+  check_attribute(name_, name, value);
+  step_attrs_[std::string(name)] = std::move(value);
+}
+
+void Writer::Impl::set_attribute(std::string_view name, AttributeValue value) {
+  check_attribute(name_, name, value);
+  std::lock_guard lock(mu_);
+  stream_attrs_[std::string(name)] = std::move(value);
+  ++stream_attrs_version_;
+}
+
+void Writer::Impl::end_step() {
+  if (!in_step_) throw InvalidArgument("stream '" + name_ + "': end_step without begin_step");
+  QueuedStep s;
+  s.index = next_index_++;
+  s.slot = std::move(slot_);
+  s.variables = std::move(vars_);
+  s.attributes = std::move(step_attrs_);
+  vars_.clear();
+  step_attrs_.clear();
+  in_step_ = false;
+
+  std::lock_guard lock(mu_);
+  stats_.steps++;
+  stats_.bytes += s.slot->used();
+  s.pending = groups_.recipients(s.index);
+  auto result = queue_.publish(std::move(s));
+  for (const auto& d : result.dropped) {
+    stats_.dropped++;
+    for (auto r : d.readers) {
+      if (auto it = readers_.find(r); it != readers_.end()) it->second.dropped++;
+    }
+  }
+  for (auto& slot : result.freed) release(std::move(slot));
+  pump_all();
+  reap_dead();
+}
+
+void Writer::Impl::close() {
+  if (closed_) return;
+  if (in_step_) abort_step();  // an unfinished step is discarded
+  {
+    std::unique_lock lock(mu_);
+    closing_ = true;
+    pump_all();
+    wake();
+    const auto deadline = net::deadline_after(opt_.close_timeout);
+    const bool drained = cv_.wait_until(lock, deadline, [&] {
+      for (const auto& [id, p] : readers_) {
+        if (!p.dead && (!p.end_sent || p.out_pos < p.out.size())) return false;
+      }
+      return true;
+    });
+    if (!drained) {
+      log::warn("stream '" + name_ + "': " + std::to_string(readers_.size()) +
+                " reader(s) did not drain the queue within close_timeout=" +
+                std::to_string(opt_.close_timeout) + " s; they will see the connection close");
+    }
+    stop_ = true;
+    wake();
+    cv_.notify_all();
+  }
+  if (service_.joinable()) service_.join();
+  tcp_->stop();
+  {
+    std::lock_guard lock(mu_);
+    readers_.clear();
+    pending_.clear();
+  }
+  remove_contact_if_ours(contact_path_, token_);
+  transport::inproc::unregister_writer(writer_key_);
+  closed_ = true;
+}
+
+WriterStats Writer::Impl::stats() const {
+  std::lock_guard lock(mu_);
+  WriterStats s = stats_;
+  s.readers = static_cast<std::uint32_t>(readers_.size());
+  s.queued = static_cast<std::uint32_t>(queue_.size());
+  return s;
+}
+
+std::vector<std::shared_ptr<Segment>> Writer::Impl::held_segments(ReaderId reader,
+                                                                  std::uint64_t step) {
+  std::lock_guard lock(mu_);
+  auto* s = queue_.held_by(reader, step);
+  if (!s) return {};
+  return s->slot->segments();
+}
+
+void Writer::Impl::release(std::unique_ptr<Slot> slot) {
+  if (slot) free_slots_.push_back(std::move(slot));
+  cv_.notify_all();
+}
+
+void Writer::Impl::wake() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_.get(), &one, sizeof one);
+}
+
+void Writer::Impl::send(Peer& p, const std::vector<std::byte>& frame) {
+  if (p.dead) return;
+  p.out.insert(p.out.end(), frame.begin(), frame.end());
+  p.last_send = net::Clock::now();
+  flush(p);
+  if (p.out_pos < p.out.size()) wake();  // the service thread finishes on POLLOUT
+}
+
+void Writer::Impl::flush(Peer& p) {
+  while (!p.dead && p.out_pos < p.out.size()) {
+    const ssize_t n = ::send(p.fd.get(), p.out.data() + p.out_pos, p.out.size() - p.out_pos,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      p.out_pos += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return;
+    } else {
+      p.dead = true;
+      p.dead_reason = "connection lost";
+    }
+  }
+  if (p.out_pos == p.out.size()) {
+    p.out.clear();
+    p.out_pos = 0;
+    cv_.notify_all();  // close() waits for END to leave
+  }
+}
+
+wire::StepMeta Writer::Impl::announcement(Peer& p, const QueuedStep& s) {
+  wire::StepMeta m;
+  m.index = s.index;
+  m.dropped = p.dropped;
+  m.variables = s.variables;
+  m.attributes = s.attributes;
+  if (p.attrs_sent != stream_attrs_version_) {
+    m.stream_attributes = stream_attrs_;
+    p.attrs_sent = stream_attrs_version_;
+  }
+  for (const auto& seg : s.slot->segments()) m.segments.push_back({seg->id(), seg->size()});
+  for (const auto& [seq, id] : retired_log_) {
+    if (seq > p.retired_sent) m.retired.push_back(id);
+  }
+  p.retired_sent = retired_seq_;
+  // Forget what every reader has been told.
+  std::uint64_t low = retired_seq_;
+  for (const auto& [id, r] : readers_) low = std::min(low, r.retired_sent);
+  while (!retired_log_.empty() && retired_log_.front().first <= low) retired_log_.pop_front();
+  return m;
+}
+
+void Writer::Impl::pump(Peer& p) {
+  if (p.dead || p.holding) return;
+  if (auto* s = queue_.next_for(p.id)) {
+    queue_.hold(*s, p.id);
+    p.holding = s->index;
+    send(p, wire::encode(announcement(p, *s)));
+    return;
+  }
+  if (closing_ && !p.end_sent && !queue_.owes(p.id)) {
+    p.end_sent = true;
+    send(p, wire::encode_empty(wire::MsgType::End));
+  }
+}
+
+void Writer::Impl::pump_all() {
+  for (auto& [id, p] : readers_) pump(p);
+}
+
+void Writer::Impl::handle_frame(Peer& p, const net::Frame& f) {
+  switch (f.header.type) {
+    case wire::MsgType::Ack: {
+      const auto ack = wire::decode_ack(f.payload);
+      if (!p.holding || *p.holding != ack.step) {
+        throw ProtocolError("acknowledged step " + std::to_string(ack.step) +
+                            " it was not handed");
+      }
+      p.holding.reset();
+      release(queue_.ack(p.id, ack.step));
+      pump(p);
+      break;
+    }
+    case wire::MsgType::Bye:
+      p.dead = true;
+      p.dead_reason = "left";
+      break;
+    default:
+      throw ProtocolError("unexpected " + std::string(wire::msg_type_name(f.header.type)) +
+                          " from a reader");
+  }
+}
+
+void Writer::Impl::remove_reader(ReaderId id, const std::string& reason) {
+  auto it = readers_.find(id);
+  if (it == readers_.end()) return;
+  const bool quiet = reason == "left" || it->second.end_sent;
+  (quiet ? log::info : log::warn)("stream '" + name_ + "': " + it->second.who + " " + reason +
+                                  (it->second.holding ? "; its unacknowledged steps are released"
+                                                      : ""));
+  groups_.leave(id);
+  for (auto& slot : queue_.remove_reader(id)) release(std::move(slot));
+  readers_.erase(it);
+  cv_.notify_all();
+}
+
+void Writer::Impl::reap_dead() {
+  std::vector<std::pair<ReaderId, std::string>> dead;
+  for (const auto& [id, p] : readers_) {
+    if (p.dead) dead.emplace_back(id, p.dead_reason);
+  }
+  for (const auto& [id, why] : dead) remove_reader(id, why);
+}
+
+// Public API: thin forwarding.
+Writer::Writer(std::string name, const WriterOptions& options)
+    : impl_(std::make_unique<Impl>(std::move(name), options)) {}
+Writer::Writer(std::string name, const Options& options)
+    : Writer(std::move(name), parse_writer_options(options)) {}
+Writer::~Writer() = default;
+void Writer::begin_step() { impl_->begin_step(); }
+void Writer::put(std::string_view name, DType dtype, const Dims& shape, const Dims& start,
+                 const Dims& count, const void* data) {
+  impl_->put(name, dtype, shape, start, count, data);
+}
+void Writer::put(std::string_view name, DType dtype, const Dims& shape, const void* data) {
+  impl_->put(name, dtype, shape, Dims(shape.size(), 0), shape, data);
+}
+std::span<std::byte> Writer::reserve(std::string_view name, DType dtype, const Dims& shape,
+                                     const Dims& start, const Dims& count) {
+  return impl_->reserve(name, dtype, shape, start, count);
+}
+std::span<std::byte> Writer::reserve(std::string_view name, DType dtype, const Dims& shape) {
+  return impl_->reserve(name, dtype, shape, Dims(shape.size(), 0), shape);
+}
+void Writer::set_step_attribute(std::string_view name, AttributeValue value) {
+  impl_->set_step_attribute(name, std::move(value));
+}
+void Writer::set_attribute(std::string_view name, AttributeValue value) {
+  impl_->set_attribute(name, std::move(value));
+}
+std::shared_ptr<std::byte> Writer::reserve_shared(std::string_view name, DType dtype,
+                                                  const Dims& shape, const Dims& start,
+                                                  const Dims& count) {
+  return impl_->reserve_shared(name, dtype, shape, start, count);
+}
+void Writer::abort_step() { impl_->abort_step(); }
+void Writer::end_step() { impl_->end_step(); }
+void Writer::close() { impl_->close(); }
+const std::string& Writer::name() const { return impl_->name_; }
+std::string Writer::contact_path() const { return impl_->contact_path_; }
+std::string Writer::address() const { return impl_->address_; }
+WriterStats Writer::stats() const { return impl_->stats(); }
+
+}  // namespace twinstream

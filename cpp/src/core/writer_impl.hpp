@@ -1,0 +1,142 @@
+#pragma once
+// Writer internals. Two threads touch a writer: the user's thread (begin_step .. end_step)
+// and the service thread (accepts readers, handshakes, acks, heartbeats), plus one tcp
+// server thread per tcp reader. `mu_` guards everything both sides touch.
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control/connection.hpp"
+#include "control/socket.hpp"
+#include "core/contact.hpp"
+#include "core/reader_group.hpp"
+#include "core/segment.hpp"
+#include "core/step_queue.hpp"
+#include "transport/tcp/tcp_server.hpp"
+#include "twinstream/writer.hpp"
+
+namespace twinstream {
+
+class Writer::Impl final : public transport::StepAccess {
+ public:
+  Impl(std::string name, WriterOptions options);
+  ~Impl() override;
+
+  void begin_step();
+  void put(std::string_view name, DType dtype, const Dims& shape, const Dims& start,
+           const Dims& count, const void* data);
+  std::span<std::byte> reserve(std::string_view name, DType dtype, const Dims& shape,
+                               const Dims& start, const Dims& count);
+  std::shared_ptr<std::byte> reserve_shared(std::string_view name, DType dtype, const Dims& shape,
+                                            const Dims& start, const Dims& count);
+  void abort_step();
+  void set_step_attribute(std::string_view name, AttributeValue value);
+  void set_attribute(std::string_view name, AttributeValue value);
+  void end_step();
+  void close();
+  WriterStats stats() const;
+
+  std::vector<std::shared_ptr<Segment>> held_segments(ReaderId reader,
+                                                      std::uint64_t step) override;
+
+  const std::string name_;
+  const WriterOptions opt_;
+  std::string contact_path_;
+  std::string address_;
+
+ private:
+  // A connected reader as the writer sees it.
+  struct Peer {
+    ReaderId id = 0;
+    net::Fd fd;
+    std::string who;    // for log lines: "reader 3 (pid 123, 127.0.0.1:5555)"
+    std::string plane;
+    net::FrameAssembler in;
+    std::vector<std::byte> out;  // frames not yet accepted by the socket
+    std::size_t out_pos = 0;
+    std::optional<std::uint64_t> holding;
+    std::uint64_t dropped = 0;
+    std::uint64_t attrs_sent = 0;    // stream-attribute version it has
+    std::uint64_t retired_sent = 0;  // retired-segment sequence it has
+    bool end_sent = false;
+    bool dead = false;
+    std::string dead_reason;
+    net::Clock::time_point last_send{};
+  };
+  // A connection that has not finished its handshake.
+  struct Pending {
+    net::Fd fd;
+    net::FrameAssembler in;
+    net::Deadline deadline;
+    std::string who;
+  };
+
+  // Step building (user thread only).
+  wire::VariableMeta& variable_for(std::string_view name, DType dtype, const Dims& shape,
+                                   const Dims& start, const Dims& count);
+  std::shared_ptr<Segment> new_segment(std::size_t min_size);
+  std::byte* add_block(std::string_view name, DType dtype, const Dims& shape, const Dims& start,
+                       const Dims& count, std::uint32_t* segment = nullptr);
+
+  // Delivery (under mu_).
+  void send(Peer& p, const std::vector<std::byte>& frame);
+  void flush(Peer& p);
+  void pump(Peer& p);
+  void pump_all();
+  wire::StepMeta announcement(Peer& p, const QueuedStep& s);
+  void handle_frame(Peer& p, const net::Frame& f);
+  void remove_reader(ReaderId id, const std::string& reason);
+  void reap_dead();
+  void release(std::unique_ptr<Slot> slot);
+  void wake();
+
+  // Service thread (writer_service.cpp).
+  void serve();
+  void accept_new();
+  void handshake(Pending& c, const net::Frame& f);  // may move c.fd away
+  void refuse(Pending& c, std::uint32_t code, const std::string& message);
+  void send_heartbeats();
+
+  wire::Token token_{};
+  std::string shm_prefix_;
+  std::uint64_t writer_key_ = 0;
+  net::Fd listen_;
+  net::Fd wake_fd_;
+  std::shared_ptr<SegmentDirectory> segments_ = std::make_shared<SegmentDirectory>();
+  std::uint32_t next_segment_id_ = 1;
+  std::unique_ptr<transport::TcpServer> tcp_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  StepQueue queue_;
+  ReaderGroups groups_;
+  std::map<ReaderId, Peer> readers_;
+  std::vector<Pending> pending_;
+  std::vector<std::unique_ptr<Slot>> free_slots_;
+  Attributes stream_attrs_;
+  std::uint64_t stream_attrs_version_ = 0;
+  std::deque<std::pair<std::uint64_t, std::uint32_t>> retired_log_;  // (sequence, segment)
+  std::uint64_t retired_seq_ = 0;
+  ReaderId next_reader_id_ = 1;
+  bool closing_ = false;
+  bool stop_ = false;
+  bool closed_ = false;
+  WriterStats stats_;
+
+  bool in_step_ = false;
+  bool first_step_ = true;
+  std::uint64_t next_index_ = 0;
+  std::unique_ptr<Slot> slot_;
+  std::vector<wire::VariableMeta> vars_;
+  Attributes step_attrs_;
+
+  std::thread service_;
+};
+
+}  // namespace twinstream

@@ -1,0 +1,255 @@
+// The writer's service thread: one poll loop over the control port, handshakes in
+// progress and connected readers. Input from each connection is assembled without
+// blocking, so a slow or hostile peer cannot stall anyone else.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.hpp"
+#include "core/writer_impl.hpp"
+#include "transport/registry.hpp"
+#include "twinstream/errors.hpp"
+
+namespace twinstream {
+
+namespace {
+// A connection must complete its hello within this time, in at most this many bytes.
+constexpr double kHandshakeSeconds = 5.0;
+constexpr std::size_t kMaxHelloBytes = 8192;
+constexpr std::size_t kMaxPendingConnections = 64;
+
+std::string peer_address(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  char host[INET6_ADDRSTRLEN] = {};
+  std::uint16_t port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  return std::string(host) + ":" + std::to_string(port);
+}
+}  // namespace
+
+void Writer::Impl::serve() {
+  std::vector<pollfd> fds;
+  std::vector<ReaderId> reader_ids;
+  while (true) {
+    int timeout_ms;
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) return;
+      fds.clear();
+      reader_ids.clear();
+      fds.push_back({listen_.get(), POLLIN, 0});
+      fds.push_back({wake_fd_.get(), POLLIN, 0});
+      auto next = net::deadline_after(opt_.heartbeat_interval);
+      for (auto& c : pending_) {
+        fds.push_back({c.fd.get(), POLLIN, 0});
+        next = std::min(next, c.deadline);
+      }
+      for (auto& [id, p] : readers_) {
+        const short ev = POLLIN | (p.out_pos < p.out.size() ? POLLOUT : 0);
+        fds.push_back({p.fd.get(), ev, 0});
+        reader_ids.push_back(id);
+      }
+      timeout_ms = net::poll_timeout_ms(next);
+    }
+    const int rc = ::poll(fds.data(), fds.size(), timeout_ms);
+    if (rc < 0 && errno != EINTR) {
+      log::warn("stream '" + name_ + "': poll failed: " + net::errno_text(errno));
+    }
+    std::lock_guard lock(mu_);
+    if (stop_) return;
+    if (fds[1].revents) {
+      std::uint64_t n;
+      [[maybe_unused]] auto r = ::read(wake_fd_.get(), &n, sizeof n);
+    }
+    // Handshakes in progress (the first pending_.size() entries after the two fixed ones;
+    // accept_new only appends, so indices stay valid).
+    const std::size_t npending = pending_.size();
+    for (std::size_t i = 0; i < npending; ++i) {
+      auto& c = pending_[i];
+      const auto rev = fds[2 + i].revents;
+      if (rev) {
+        try {
+          if (!c.in.fill(c.fd.get())) {
+            log::warn("stream '" + name_ + "': connection from " + c.who +
+                      " closed before completing its handshake");
+            c.fd.reset();
+            continue;
+          }
+          if (auto f = c.in.next()) {
+            handshake(c, *f);
+          } else if (c.in.buffered() > kMaxHelloBytes) {
+            throw ProtocolError("sent " + std::to_string(c.in.buffered()) +
+                                " bytes without a complete hello");
+          }
+        } catch (const std::exception& e) {
+          log::warn("stream '" + name_ + "': closing connection from " + c.who + ": " + e.what());
+          c.fd.reset();
+        }
+      } else if (net::Clock::now() >= c.deadline) {
+        log::warn("stream '" + name_ + "': closing connection from " + c.who +
+                  ": no handshake within " + std::to_string(int(kHandshakeSeconds)) + " s");
+        c.fd.reset();
+      }
+    }
+    std::erase_if(pending_, [](const Pending& c) { return !c.fd.valid(); });
+
+    for (std::size_t i = 0; i < reader_ids.size(); ++i) {
+      const auto rev = fds[2 + npending + i].revents;
+      auto it = readers_.find(reader_ids[i]);
+      if (it == readers_.end() || !rev) continue;
+      auto& p = it->second;
+      try {
+        if (rev & POLLOUT) flush(p);
+        if (rev & (POLLIN | POLLHUP | POLLERR)) {
+          const bool open = p.in.fill(p.fd.get());
+          while (!p.dead) {
+            auto f = p.in.next();
+            if (!f) break;
+            handle_frame(p, *f);
+          }
+          if (!open && !p.dead) {
+            p.dead = true;
+            p.dead_reason = p.end_sent ? "left" : "disconnected (process ended or crashed)";
+          }
+        }
+      } catch (const std::exception& e) {
+        p.dead = true;
+        p.dead_reason = std::string("sent bad data (") + e.what() + "); connection closed";
+      }
+    }
+    if (fds[0].revents & POLLIN) accept_new();
+    send_heartbeats();
+    reap_dead();
+  }
+}
+
+void Writer::Impl::accept_new() {
+  while (true) {
+    net::Fd fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd.valid()) return;
+    const auto who = peer_address(fd.get());
+    if (pending_.size() >= kMaxPendingConnections) {
+      log::warn("stream '" + name_ + "': refusing connection from " + who +
+                ": too many handshakes in progress");
+      continue;
+    }
+    net::tune_stream_socket(fd.get(), true);
+    pending_.push_back({std::move(fd), {}, net::deadline_after(kHandshakeSeconds), who});
+  }
+}
+
+void Writer::Impl::refuse(Pending& c, std::uint32_t code, const std::string& message) {
+  log::warn("stream '" + name_ + "': refused connection from " + c.who + ": " + message);
+  net::send_all(c.fd.get(), wire::encode(wire::ErrorMsg{code, message}), net::deadline_after(1.0));
+  c.fd.reset();
+}
+
+void Writer::Impl::handshake(Pending& c, const net::Frame& f) {
+  if (f.header.type != wire::MsgType::Hello) {
+    throw ProtocolError("first message was " + std::string(wire::msg_type_name(f.header.type)) +
+                        ", not hello");
+  }
+  const auto hello = wire::decode_hello(f.payload);
+  if (hello.version != wire::kProtocolVersion || f.header.version != wire::kProtocolVersion) {
+    return refuse(c, wire::kVersionMismatch,
+                  "stream '" + name_ + "': protocol version mismatch: the reader speaks v" +
+                      std::to_string(hello.version) + ", this writer (twinstream " +
+                      TWINSTREAM_VERSION + ") speaks v" +
+                      std::to_string(wire::kProtocolVersion) +
+                      "; install the same twinstream release on both sides");
+  }
+  if (!tokens_equal(hello.token, token_)) {
+    return refuse(c, wire::kBadToken,
+                  "stream '" + name_ + "': access token refused; read the token from the "
+                  "current contact file " + contact_path_ + " (an old copy belongs to a dead writer)");
+  }
+  if (hello.role == wire::Role::Data) {
+    auto it = readers_.find(hello.reader_id);
+    if (it == readers_.end() || it->second.plane != "tcp") {
+      return refuse(c, wire::kBadRequest,
+                    "stream '" + name_ + "': data connection for unknown reader " +
+                        std::to_string(hello.reader_id));
+    }
+    wire::Welcome w;
+    w.reader_id = hello.reader_id;
+    w.data_plane = "tcp";
+    net::send_all(c.fd.get(), wire::encode(w), net::deadline_after(2.0));
+    tcp_->serve(std::move(c.fd), hello.reader_id);
+    return;
+  }
+
+  const bool same_host = hello.host_id == net::host_id();
+  const bool same_process = same_host && hello.pid == static_cast<std::uint32_t>(::getpid());
+  std::string plane = hello.data_plane.empty() ? "auto" : hello.data_plane;
+  if (plane == "auto") {
+    plane = same_process ? "inproc" : (same_host && opt_.shm) ? "shm" : "tcp";
+  }
+  try {
+    transport::find(plane);  // unknown or compiled-out planes explain themselves
+  } catch (const std::exception& e) {
+    return refuse(c, wire::kUnavailable, "stream '" + name_ + "': " + e.what());
+  }
+  if (plane == "inproc" && !same_process) {
+    return refuse(c, wire::kUnavailable,
+                  "stream '" + name_ + "': data_plane='inproc' needs the reader in the writer's "
+                  "process; use 'shm' (same host) or 'tcp'");
+  }
+  if (plane == "shm" && !(same_host && opt_.shm)) {
+    return refuse(c, wire::kUnavailable,
+                  "stream '" + name_ + "': data_plane='shm' needs " +
+                      (opt_.shm ? std::string("the reader on the writer's host")
+                                : std::string("a writer opened with shm=True")) +
+                      "; use 'tcp'");
+  }
+  const ReaderId id = next_reader_id_++;
+  const std::string group = hello.group.empty() ? "reader-" + std::to_string(id) : hello.group;
+  try {
+    groups_.join(group, hello.policy, id);
+  } catch (const InvalidArgument& e) {
+    return refuse(c, wire::kBadRequest, "stream '" + name_ + "': " + e.what());
+  }
+  Peer& p = readers_[id];
+  p.id = id;
+  p.fd = std::move(c.fd);
+  p.in = std::move(c.in);
+  p.plane = plane;
+  p.who = "reader " + std::to_string(id) + " (pid " + std::to_string(hello.pid) + ", " + c.who +
+          ", group '" + group + "', " + plane + ")";
+  p.attrs_sent = 0;
+  p.retired_sent = retired_seq_;  // segments retired before it joined are not its concern
+  wire::Welcome w;
+  w.reader_id = id;
+  w.data_plane = plane;
+  w.shm_prefix = plane == "shm" ? shm_prefix_ : "";
+  w.writer_key = writer_key_;
+  w.writer_pid = static_cast<std::uint32_t>(::getpid());
+  w.group = group;
+  send(p, wire::encode(w));
+  log::info("stream '" + name_ + "': " + p.who + " joined");
+  cv_.notify_all();  // min_readers
+  pump(p);
+}
+
+void Writer::Impl::send_heartbeats() {
+  const auto now = net::Clock::now();
+  const auto interval = std::chrono::duration<double>(opt_.heartbeat_interval);
+  for (auto& [id, p] : readers_) {
+    // A reader that has not drained its socket does not need more bytes to know we live.
+    if (p.dead || p.out_pos < p.out.size()) continue;
+    if (now - p.last_send >= interval) send(p, wire::encode_empty(wire::MsgType::Heartbeat));
+  }
+}
+
+}  // namespace twinstream

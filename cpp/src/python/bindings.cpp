@@ -1,0 +1,274 @@
+// twinstream._core: the thin pybind11 layer. Arrays cross without copies (put copies once
+// into step memory, reserve and get hand out views), and the GIL is released around
+// every call that can block or copy many bytes. Python-facing sugar lives in
+// python/twinstream/.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "twinstream/twinstream.hpp"
+
+namespace py = pybind11;
+using namespace twinstream;
+
+namespace {
+
+PyObject* g_error = nullptr;
+PyObject* g_timeout = nullptr;
+PyObject* g_connection = nullptr;
+PyObject* g_protocol = nullptr;
+PyObject* g_invalid = nullptr;
+PyObject* g_unavailable = nullptr;
+
+// Exception classes that subclass both twinstream.Error and the matching built-in.
+PyObject* new_exception(py::module_& m, const char* name, std::initializer_list<PyObject*> bases,
+                        const char* doc) {
+  py::tuple b(bases.size());
+  std::size_t i = 0;
+  for (auto* base : bases) b[i++] = py::reinterpret_borrow<py::object>(base);
+  const std::string qualified = std::string("twinstream.") + name;
+  PyObject* cls = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, b.ptr(), nullptr);
+  if (!cls) throw py::error_already_set();
+  m.attr(name) = py::reinterpret_borrow<py::object>(cls);
+  return cls;
+}
+
+py::object wrap_owner(std::shared_ptr<const void> owner) {
+  auto* holder = new std::shared_ptr<const void>(std::move(owner));
+  return py::capsule(holder, [](void* p) { delete static_cast<std::shared_ptr<const void>*>(p); });
+}
+
+py::array make_array(DType dtype, const Dims& shape, const void* data,
+                     std::shared_ptr<const void> owner, bool writable) {
+  std::vector<py::ssize_t> sh(shape.begin(), shape.end());
+  py::array a(py::dtype(std::string(dtype_name(dtype))), sh, {}, data, wrap_owner(std::move(owner)));
+  if (!writable) a.attr("setflags")(py::arg("write") = false);
+  return a;
+}
+
+AttributeValue to_attribute(const py::handle& v) {
+  if (py::isinstance<py::bool_>(v)) return v.cast<bool>();
+  if (py::isinstance<py::int_>(v)) return v.cast<std::int64_t>();
+  if (py::isinstance<py::float_>(v)) return v.cast<double>();
+  if (py::isinstance<py::str>(v)) return v.cast<std::string>();
+  if (py::isinstance<py::array>(v)) {
+    auto a = py::array::ensure(v, py::array::c_style);
+    ArrayAttribute out;
+    out.dtype = dtype_from_name(py::str(a.attr("dtype").attr("name")).cast<std::string>());
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) out.shape.push_back(static_cast<std::uint64_t>(a.shape(d)));
+    out.bytes.resize(static_cast<std::size_t>(a.nbytes()));
+    std::memcpy(out.bytes.data(), a.data(), out.bytes.size());
+    return out;
+  }
+  throw InvalidArgument("attribute values must be bool, int, float, str or a numpy array, not " +
+                        py::str(py::type::of(v)).cast<std::string>());
+}
+
+py::object from_attribute(const AttributeValue& v) {
+  return std::visit(
+      [](const auto& x) -> py::object {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, ArrayAttribute>) {
+          std::vector<py::ssize_t> sh(x.shape.begin(), x.shape.end());
+          py::array a(py::dtype(std::string(dtype_name(x.dtype))), sh);
+          std::memcpy(a.mutable_data(), x.bytes.data(), x.bytes.size());
+          return std::move(a);
+        } else {
+          return py::cast(x);
+        }
+      },
+      v);
+}
+
+py::dict attributes_dict(const Attributes& attrs) {
+  py::dict d;
+  for (const auto& [k, v] : attrs) d[py::str(k)] = from_attribute(v);
+  return d;
+}
+
+Options to_options(const py::dict& d) {
+  Options o;
+  for (auto [k, v] : d) o[py::str(k).cast<std::string>()] = py::str(v).cast<std::string>();
+  return o;
+}
+
+py::list option_docs(std::span<const OptionDoc> docs) {
+  py::list out;
+  for (const auto& d : docs) {
+    out.append(py::make_tuple(std::string(d.key), std::string(d.default_value),
+                              std::string(d.type), std::string(d.doc)));
+  }
+  return out;
+}
+
+Dims to_dims(const std::vector<std::uint64_t>& v) { return Dims(v.begin(), v.end()); }
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "twinstream C++ core (use the twinstream package, not this module)";
+
+  g_error = new_exception(m, "Error", {PyExc_Exception}, "Base of every twinstream error.");
+  g_timeout = new_exception(m, "TimeoutError", {g_error, PyExc_TimeoutError},
+                            "A wait ran past its timeout.");
+  g_connection = new_exception(m, "ConnectionError", {g_error, PyExc_ConnectionError},
+                               "The peer is gone, unreachable, or refused us.");
+  g_protocol = new_exception(m, "ProtocolError", {g_connection},
+                             "The peer sent bytes that break the twinstream protocol.");
+  g_invalid = new_exception(m, "InvalidArgument", {g_error, PyExc_ValueError},
+                            "An argument or option is invalid.");
+  g_unavailable = new_exception(m, "Unavailable", {g_error, PyExc_RuntimeError},
+                                "A feature or data plane is not available here.");
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const twinstream::TimeoutError& e) {
+      PyErr_SetString(g_timeout, e.what());
+    } catch (const twinstream::ProtocolError& e) {
+      PyErr_SetString(g_protocol, e.what());
+    } catch (const twinstream::ConnectionError& e) {
+      PyErr_SetString(g_connection, e.what());
+    } catch (const twinstream::InvalidArgument& e) {
+      PyErr_SetString(g_invalid, e.what());
+    } catch (const twinstream::Unavailable& e) {
+      PyErr_SetString(g_unavailable, e.what());
+    } catch (const twinstream::Error& e) {
+      PyErr_SetString(g_error, e.what());
+    }
+  });
+
+  m.def("version", &twinstream::version);
+  m.def("writer_option_docs", [] { return option_docs(writer_option_docs()); });
+  m.def("reader_option_docs", [] { return option_docs(reader_option_docs()); });
+  m.def("data_planes", [] {
+    py::list out;
+    for (const auto& p : twinstream::data_planes()) out.append(py::make_tuple(p.name, p.available, p.reason));
+    return out;
+  });
+
+  py::class_<Writer>(m, "Writer")
+      .def(py::init([](const std::string& name, const py::dict& opts) {
+             auto o = to_options(opts);
+             py::gil_scoped_release nogil;
+             return std::make_unique<Writer>(name, o);
+           }),
+           py::arg("name"), py::arg("options"))
+      .def("begin_step", &Writer::begin_step, py::call_guard<py::gil_scoped_release>())
+      .def("end_step", &Writer::end_step, py::call_guard<py::gil_scoped_release>())
+      .def("abort_step", &Writer::abort_step)
+      .def("close", &Writer::close, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "put",
+          [](Writer& w, const std::string& name, const std::string& dtype,
+             const std::vector<std::uint64_t>& shape, const std::vector<std::uint64_t>& start,
+             const std::vector<std::uint64_t>& count, const py::array& data) {
+            // `data` is C-contiguous (the Python layer ensures it) and stays referenced
+            // while the GIL is released.
+            const auto dt = dtype_from_name(dtype);
+            const void* p = data.data();
+            py::gil_scoped_release nogil;
+            w.put(name, dt, to_dims(shape), to_dims(start), to_dims(count), p);
+          },
+          py::arg("name"), py::arg("dtype"), py::arg("shape"), py::arg("start"), py::arg("count"),
+          py::arg("data"))
+      .def(
+          "reserve",
+          [](Writer& w, const std::string& name, const std::string& dtype,
+             const std::vector<std::uint64_t>& shape, const std::vector<std::uint64_t>& start,
+             const std::vector<std::uint64_t>& count) {
+            const auto dt = dtype_from_name(dtype);
+            auto mem = w.reserve_shared(name, dt, to_dims(shape), to_dims(start), to_dims(count));
+            std::byte* p = mem.get();
+            return make_array(dt, to_dims(count), p, std::move(mem), true);
+          },
+          py::arg("name"), py::arg("dtype"), py::arg("shape"), py::arg("start"), py::arg("count"))
+      .def("set_step_attribute",
+           [](Writer& w, const std::string& name, const py::handle& v) {
+             w.set_step_attribute(name, to_attribute(v));
+           })
+      .def("set_attribute",
+           [](Writer& w, const std::string& name, const py::handle& v) {
+             w.set_attribute(name, to_attribute(v));
+           })
+      .def_property_readonly("name", &Writer::name)
+      .def_property_readonly("contact_path", &Writer::contact_path)
+      .def_property_readonly("address", &Writer::address)
+      .def("stats", [](const Writer& w) {
+        const auto s = w.stats();
+        py::dict d;
+        d["steps"] = s.steps;
+        d["dropped"] = s.dropped;
+        d["blocked_s"] = static_cast<double>(s.blocked_ns) * 1e-9;
+        d["bytes"] = s.bytes;
+        d["readers"] = s.readers;
+        d["queued"] = s.queued;
+        return d;
+      });
+
+  py::class_<Reader>(m, "Reader")
+      .def(py::init([](const std::string& name, const py::dict& opts) {
+             auto o = to_options(opts);
+             py::gil_scoped_release nogil;
+             return std::make_unique<Reader>(name, o);
+           }),
+           py::arg("name"), py::arg("options"))
+      .def(
+          "begin_step",
+          [](Reader& r, double timeout) {
+            py::gil_scoped_release nogil;
+            return static_cast<int>(r.begin_step(std::chrono::duration<double>(timeout)));
+          },
+          py::arg("timeout"))
+      .def("end_step", &Reader::end_step, py::call_guard<py::gil_scoped_release>())
+      .def("close", &Reader::close, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("step_index", &Reader::step_index)
+      .def("variables",
+           [](const Reader& r) {
+             py::list out;
+             for (const auto& v : r.variables()) {
+               py::list blocks;
+               for (const auto& b : v.blocks) blocks.append(py::make_tuple(b.start, b.count));
+               out.append(py::make_tuple(v.name, std::string(dtype_name(v.dtype)), v.shape, blocks));
+             }
+             return out;
+           })
+      .def("step_attributes", [](const Reader& r) { return attributes_dict(r.step_attributes()); })
+      .def("stream_attributes", [](const Reader& r) { return attributes_dict(r.stream_attributes()); })
+      .def(
+          "get",
+          [](Reader& r, const std::string& name, std::optional<std::vector<std::uint64_t>> start,
+             std::optional<std::vector<std::uint64_t>> count) {
+            ConstView v;
+            {
+              py::gil_scoped_release nogil;
+              v = start ? r.get(name, Box{to_dims(*start), to_dims(*count)}) : r.get(name);
+            }
+            return make_array(v.dtype, v.shape, v.data, v.owner, false);
+          },
+          py::arg("name"), py::arg("start") = py::none(), py::arg("count") = py::none())
+      .def(
+          "get_into",
+          [](Reader& r, const std::string& name, const std::vector<std::uint64_t>& start,
+             const std::vector<std::uint64_t>& count, py::array& out) {
+            if (!(out.flags() & py::array::c_style) || !out.writeable()) {
+              throw InvalidArgument("get(out=...) needs a writable C-contiguous array");
+            }
+            void* p = out.mutable_data();
+            const auto n = static_cast<std::size_t>(out.nbytes());
+            py::gil_scoped_release nogil;
+            r.get_into(name, Box{to_dims(start), to_dims(count)}, p, n);
+          },
+          py::arg("name"), py::arg("start"), py::arg("count"), py::arg("out"))
+      .def_property_readonly("name", &Reader::name)
+      .def("stats", [](const Reader& r) {
+        const auto s = r.stats();
+        py::dict d;
+        d["steps"] = s.steps;
+        d["dropped"] = s.dropped;
+        d["bytes"] = s.bytes;
+        d["data_plane"] = s.data_plane;
+        return d;
+      });
+}

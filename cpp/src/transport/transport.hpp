@@ -1,0 +1,48 @@
+#pragma once
+// The data-plane interface: small and byte-oriented. Step metadata, acknowledgements and
+// group membership travel on the control connection; a data plane only moves the bytes
+// of steps a reader holds. Typed views live above this layer.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/contact.hpp"
+#include "core/messages.hpp"
+
+namespace twinstream::transport {
+
+/// One piece of a read: `length` bytes at `offset` of writer segment `segment` go to `dst`.
+struct Copy {
+  std::uint32_t segment = 0;
+  std::uint64_t offset = 0;
+  std::byte* dst = nullptr;
+  std::uint64_t length = 0;
+};
+
+/// What a reader-side plane needs to reach the writer.
+struct ReaderContext {
+  std::string stream;
+  Contact contact;
+  wire::Welcome welcome;
+  double io_timeout = 10.0;  // seconds a single read may take before ConnectionError
+};
+
+/// Reader side of a data plane. Used by one thread (the reader's).
+class DataPlaneReader {
+ public:
+  virtual ~DataPlaneReader() = default;
+  virtual std::string_view name() const = 0;
+  /// Called when a step is begun: map new segments, drop retired ones.
+  virtual void on_step(const wire::StepMeta& step) = 0;
+  /// Zero-copy access to bytes of a held step, owning the mapping; nullptr when this plane
+  /// must copy (tcp).
+  virtual std::shared_ptr<const std::byte> view(std::uint32_t segment, std::uint64_t offset,
+                                                std::uint64_t length) = 0;
+  /// Copies the pieces of held step `step` to their destinations.
+  virtual void read(std::uint64_t step, std::span<const Copy> copies) = 0;
+};
+
+}  // namespace twinstream::transport

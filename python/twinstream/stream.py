@@ -1,0 +1,371 @@
+"""Python face of twinstream streams: open(), Writer, Reader, Step.
+
+Everything here is sugar over twinstream._core; arrays are never copied on the way in
+(put copies once into step memory, reserve copies nothing) nor on the way out (a step's
+arrays are read-only views into the writer's shared memory where the data plane allows).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from twinstream import _core
+
+__all__ = [
+    "Reader",
+    "Step",
+    "StepStatus",
+    "StepWriter",
+    "VariableInfo",
+    "Writer",
+    "data_planes",
+    "open",
+]
+
+# numpy spells the extended types by bit width; the wire uses the portable names.
+_EXTENDED = {
+    np.dtype(np.longdouble): "longdouble",
+    np.dtype(np.clongdouble): "clongdouble",
+}
+
+
+def _dtype_name(dt: np.dtype) -> str:
+    dt = np.dtype(dt)
+    if dt.kind not in "biufc":
+        raise _core.InvalidArgument(
+            f"dtype {dt} is not numeric; twinstream carries bool, integer, float and complex arrays"
+        )
+    return _EXTENDED.get(dt.newbyteorder("="), dt.name)
+
+
+def _options(opts: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in opts.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        out[key] = str(value)
+    return out
+
+
+def _native(array: Any, dtype: Any = None) -> np.ndarray:
+    """C-contiguous, native byte order (copies only when the input is neither)."""
+    a = np.asarray(array, dtype=dtype)
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    return np.ascontiguousarray(a)
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return _native(value)
+    if isinstance(value, np.ndarray):
+        return _native(value)
+    return value
+
+
+class StepStatus(enum.Enum):
+    """What Reader.begin_step found."""
+
+    OK = 0
+    NOT_READY = 1
+    END_OF_STREAM = 2
+
+
+class VariableInfo(NamedTuple):
+    """A variable of the current step: dtype, global shape and the writer's blocks."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    blocks: list[tuple[tuple[int, ...], tuple[int, ...]]]
+
+
+class _Attrs(dict):
+    """A dict whose assignments also go to the writer."""
+
+    def __init__(self, setter):
+        super().__init__()
+        self._setter = setter
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        value = _attr_value(value)
+        self._setter(key, value)
+        super().__setitem__(key, value)
+
+    def update(self, *args, **kwargs) -> None:
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+
+class StepWriter:
+    """The step being written, as returned by ``Writer.step()``."""
+
+    def __init__(self, writer: Writer):
+        self._w = writer._w
+        self.attrs = _Attrs(self._w.set_step_attribute)
+
+    def put(
+        self,
+        name: str,
+        array: Any,
+        *,
+        shape: tuple[int, ...] | None = None,
+        start: tuple[int, ...] | None = None,
+        dtype: Any = None,
+    ) -> None:
+        """Copies ``array`` into the step; the array may be reused when put returns.
+
+        With ``shape`` and ``start`` the array is one block of a larger global array
+        (``shape`` is the global shape, ``start`` the block's corner).
+        """
+        a = _native(array, dtype)
+        count = a.shape
+        shape = tuple(shape) if shape is not None else count
+        start = tuple(start) if start is not None else (0,) * len(shape)
+        self._w.put(name, _dtype_name(a.dtype), list(shape), list(start), list(count), a)
+
+    def reserve(
+        self,
+        name: str,
+        shape: tuple[int, ...] | int,
+        dtype: Any = np.float64,
+        *,
+        global_shape: tuple[int, ...] | None = None,
+        start: tuple[int, ...] | None = None,
+    ) -> np.ndarray:
+        """A writable array inside transport memory: fill it before the step ends.
+        Nothing is copied. Do not write to it after the step ended."""
+        count = (shape,) if isinstance(shape, int) else tuple(shape)
+        gshape = tuple(global_shape) if global_shape is not None else count
+        start = tuple(start) if start is not None else (0,) * len(gshape)
+        return self._w.reserve(name, _dtype_name(np.dtype(dtype)), list(gshape), list(start), list(count))
+
+
+class Writer:
+    """Publishing side of a stream. Use ``ts.open(name, "w", ...)``."""
+
+    def __init__(self, name: str, **options: Any):
+        self._w = _core.Writer(name, _options(options))
+        self.name = name
+        self.attrs = _Attrs(self._w.set_attribute)
+        self._current: StepWriter | None = None
+
+    def begin_step(self) -> StepWriter:
+        """Starts a step; blocks while the queue is full under ``queue_policy="block"``."""
+        self._w.begin_step()
+        self._current = StepWriter(self)
+        return self._current
+
+    def end_step(self) -> None:
+        """Publishes the step."""
+        self._current = None
+        self._w.end_step()
+
+    def abort_step(self) -> None:
+        """Discards the step being written."""
+        self._current = None
+        self._w.abort_step()
+
+    def step(self) -> _StepContext:
+        """``with w.step() as s:`` begins a step and ends it (aborts it on an exception)."""
+        return _StepContext(self)
+
+    def close(self) -> None:
+        """Ends the stream; readers drain what is queued, then see end of stream."""
+        self._w.close()
+
+    @property
+    def contact_path(self) -> str:
+        return self._w.contact_path
+
+    @property
+    def address(self) -> str:
+        return self._w.address
+
+    def stats(self) -> dict[str, Any]:
+        return self._w.stats()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _StepContext:
+    def __init__(self, writer: Writer):
+        self._writer = writer
+
+    def __enter__(self) -> StepWriter:
+        return self._writer.begin_step()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._writer.end_step()
+        else:
+            self._writer.abort_step()
+
+
+class Step:
+    """A step being read. Arrays it returns are read-only and meaningful only until the
+    step ends (the next iteration, or ``end_step``)."""
+
+    def __init__(self, reader: Reader):
+        self._r = reader._r
+        self.index: int = self._r.step_index
+        self.attrs: dict[str, Any] = self._r.step_attributes()
+        stats = self._r.stats()
+        self.dropped: int = stats["dropped"]
+        self.variables: dict[str, VariableInfo] = {
+            name: VariableInfo(
+                name,
+                np.dtype(dtype),
+                tuple(shape),
+                [(tuple(s), tuple(c)) for s, c in blocks],
+            )
+            for name, dtype, shape, blocks in self._r.variables()
+        }
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._r.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.variables
+
+    def keys(self):
+        return self.variables.keys()
+
+    def get(
+        self,
+        name: str,
+        start: tuple[int, ...] | None = None,
+        count: tuple[int, ...] | None = None,
+        *,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The box ``start``/``count`` of a global array (the whole array by default),
+        pulled only from the writer blocks that overlap it. With ``out``, copies into it."""
+        info = self.variables.get(name)
+        if info is None:
+            return self._r.get(name)  # raises with the list of variables
+        if start is None and count is None and out is None:
+            return self._r.get(name)
+        start = tuple(start) if start is not None else (0,) * len(info.shape)
+        count = tuple(count) if count is not None else tuple(
+            s - b for s, b in zip(info.shape, start)
+        )
+        if out is None:
+            return self._r.get(name, list(start), list(count))
+        self._r.get_into(name, list(start), list(count), out)
+        return out
+
+    def __repr__(self) -> str:
+        return f"<twinstream.Step {self.index} variables={list(self.variables)}>"
+
+
+class Reader:
+    """Consuming side of a stream. Use ``ts.open(name, "r", ...)``; iterate for steps."""
+
+    def __init__(self, name: str, **options: Any):
+        self.name = name
+        self._timeout = float(options.get("timeout", 60.0))
+        self._r = _core.Reader(name, _options(options))
+        self._step: Step | None = None
+
+    def begin_step(self, timeout: float | None = None) -> StepStatus:
+        """Waits up to ``timeout`` seconds (default: the reader's timeout) for a step."""
+        t = self._timeout if timeout is None else float(timeout)
+        status = StepStatus(self._r.begin_step(t))
+        self._step = Step(self) if status is StepStatus.OK else None
+        return status
+
+    @property
+    def current_step(self) -> Step:
+        """The step begun last (raises if none is in progress)."""
+        if self._step is None:
+            raise _core.InvalidArgument(f"stream {self.name!r}: no step in progress")
+        return self._step
+
+    def end_step(self) -> None:
+        """Releases the step's buffers and acknowledges it to the writer."""
+        self._step = None
+        self._r.end_step()
+
+    def __iter__(self) -> Iterator[Step]:
+        while True:
+            status = self.begin_step()
+            if status is StepStatus.END_OF_STREAM:
+                return
+            if status is StepStatus.NOT_READY:
+                raise _core.TimeoutError(
+                    f"stream {self.name!r}: no step arrived within timeout={self._timeout} s; "
+                    "the writer is alive but slow: raise timeout= or use begin_step(timeout=)"
+                )
+            try:
+                yield self._step
+            finally:
+                if self._step is not None:
+                    self.end_step()
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Stream-level attributes as of the current step."""
+        return self._r.stream_attributes()
+
+    def stats(self) -> dict[str, Any]:
+        return self._r.stats()
+
+    def close(self) -> None:
+        """Leaves the stream; the writer releases this reader's steps."""
+        self._step = None
+        self._r.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(name: str, mode: str = "r", **options: Any) -> Writer | Reader:  # noqa: A001
+    """Opens stream ``name`` for writing (``mode="w"``) or reading (``mode="r"``).
+
+    Options are listed below (generated from the C++ option tables).
+    """
+    if mode == "w":
+        return Writer(name, **options)
+    if mode == "r":
+        return Reader(name, **options)
+    raise _core.InvalidArgument(f"mode must be 'r' or 'w', not {mode!r}")
+
+
+def _option_section(title: str, docs: list[tuple[str, str, str, str]]) -> str:
+    lines = [title, "-" * len(title)]
+    for key, default, typ, doc in docs:
+        shown = default if default != "" else "(unset)"
+        lines.append(f"{key} : {typ}, default {shown}")
+        lines.append(f"    {doc}")
+    return "\n".join(lines)
+
+
+open.__doc__ = (
+    (open.__doc__ or "")
+    + "\n"
+    + _option_section('Writer options (mode="w")', _core.writer_option_docs())
+    + "\n\n"
+    + _option_section('Reader options (mode="r")', _core.reader_option_docs())
+)
+
+
+def data_planes() -> list[tuple[str, bool, str]]:
+    """(name, available, reason if not) for every data plane this build knows."""
+    return [tuple(p) for p in _core.data_planes()]
+
