@@ -10,6 +10,7 @@
 
 #include "control/connection.hpp"
 #include "core/box_copy.hpp"
+#include "core/buffer_pool.hpp"
 #include "core/contact.hpp"
 #include "core/log.hpp"
 #include "transport/registry.hpp"
@@ -48,6 +49,7 @@ class Reader::Impl {
   net::Fd ctrl_;
   wire::Welcome welcome_;
   std::unique_ptr<transport::DataPlaneReader> plane_;
+  std::shared_ptr<BufferPool> buffers_ = std::make_shared<BufferPool>();
   net::Clock::time_point last_heard_;
   bool ended_ = false;
   bool closed_ = false;
@@ -255,10 +257,8 @@ ConstView Reader::Impl::get(std::string_view name, const Box* sel) {
       return out;
     }
   }
-  // Otherwise into a fresh buffer the view owns (64-byte aligned, like step memory).
-  const std::size_t alloc = std::max<std::size_t>(64, (nbytes + 63) & ~std::size_t{63});
-  std::shared_ptr<std::byte> buf(static_cast<std::byte*>(std::aligned_alloc(64, alloc)), std::free);
-  if (!buf) throw std::bad_alloc();
+  // Otherwise into a pooled buffer the view owns.
+  auto buf = buffers_->acquire(nbytes);
   get_into(name, box, buf.get(), nbytes);
   out.data = buf.get();
   out.owner = std::move(buf);

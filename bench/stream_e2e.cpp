@@ -1,0 +1,100 @@
+// End-to-end twinstream measurement, one process per role (the Python driver
+// bench/e2e.py starts them and reads their JSON):
+//
+//   stream_e2e writer <stream> <bytes> <steps> <mode>
+//   stream_e2e reader <stream> <plane> <mode>
+//
+// mode "throughput": the writer publishes as fast as the queue lets it; the reader
+// consumes each step (a view over inproc/shm, a pull into its own buffer over tcp) and
+// touches one byte per 4 KiB page, as a consumer would.
+// mode "latency": the writer publishes a step, then waits until the reader acknowledged
+// it (queue_limit=1 under block), so each step crosses an idle system; the step carries
+// its CLOCK_MONOTONIC send time and the reader reports now - then.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <twinstream/twinstream.hpp>
+
+namespace {
+using Clock = std::chrono::steady_clock;
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+int run_writer(const std::string& name, std::uint64_t bytes, int steps, const std::string& mode) {
+  twinstream::Options o{{"min_readers", "1"}, {"open_timeout", "60"}};
+  o["queue_limit"] = mode == "latency" ? "1" : "2";
+  twinstream::Writer w(name, o);
+  std::vector<std::byte> payload(std::max<std::uint64_t>(bytes, 8), std::byte{1});
+  const auto t0 = Clock::now();
+  for (int i = 0; i < steps; ++i) {
+    w.begin_step();  // latency mode: returns once the previous step was acknowledged
+    const std::int64_t t = now_ns();
+    std::memcpy(payload.data(), &t, sizeof t);
+    w.put("data", twinstream::DType::UInt8, {bytes}, payload.data());
+    w.end_step();
+  }
+  w.close();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("{\"role\":\"writer\",\"steps\":%d,\"seconds\":%.6f}\n", steps, secs);
+  return 0;
+}
+
+int run_reader(const std::string& name, const std::string& plane, const std::string& mode) {
+  twinstream::Reader r(name, twinstream::Options{{"data_plane", plane}, {"timeout", "60"}});
+  std::vector<double> lat_us;
+  std::uint64_t total = 0, touched = 0;
+  int steps = 0;
+  Clock::time_point first{};
+  std::vector<std::byte> own;  // tcp: where the pulled bytes land
+  while (r.begin_step() == twinstream::StepStatus::Ok) {
+    if (steps == 0) first = Clock::now();
+    auto v = r.get("data");
+    const std::int64_t arrived = now_ns();  // the bytes are in the reader's hands
+    std::int64_t sent = 0;
+    std::memcpy(&sent, v.data, sizeof sent);
+    if (mode == "latency") lat_us.push_back(static_cast<double>(arrived - sent) / 1e3);
+    for (std::size_t off = 0; off < v.size; off += 4096) touched += static_cast<unsigned>(v.data[off]);
+    total += v.size;
+    ++steps;
+    r.end_step();
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - first).count();
+  std::sort(lat_us.begin(), lat_us.end());
+  auto pct = [&](double p) {
+    if (lat_us.empty()) return 0.0;
+    return lat_us[std::min(lat_us.size() - 1, static_cast<std::size_t>(p * lat_us.size()))];
+  };
+  // The first step includes connection set-up; throughput counts from its arrival.
+  const double gbps = steps > 1 ? static_cast<double>(total) * (steps - 1) / steps / secs / 1e9 : 0;
+  std::printf(
+      "{\"role\":\"reader\",\"plane\":\"%s\",\"steps\":%d,\"bytes\":%llu,\"gbps\":%.4f,"
+      "\"lat_median_us\":%.2f,\"lat_p99_us\":%.2f,\"dropped\":%llu,\"checksum\":%llu}\n",
+      r.stats().data_plane.c_str(), steps, static_cast<unsigned long long>(total), gbps, pct(0.5),
+      pct(0.99), static_cast<unsigned long long>(r.stats().dropped),
+      static_cast<unsigned long long>(touched));
+  return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const std::string role = argc > 1 ? argv[1] : "";
+    if (role == "writer" && argc == 6) {
+      return run_writer(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), argv[5]);
+    }
+    if (role == "reader" && argc == 5) return run_reader(argv[2], argv[3], argv[4]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "stream_e2e: %s\n", e.what());
+    return 1;
+  }
+  std::fprintf(stderr,
+               "usage: stream_e2e writer <stream> <bytes> <steps> <throughput|latency>\n"
+               "       stream_e2e reader <stream> <plane> <throughput|latency>\n");
+  return 2;
+}
