@@ -1,6 +1,7 @@
 #include "control/connection.hpp"
 
 #include <cerrno>
+#include <cstring>
 #include <sys/socket.h>
 
 namespace twinstream::net {
@@ -15,21 +16,23 @@ IoStatus read_frame(int fd, Frame& out, Deadline deadline) {
 }
 
 bool FrameAssembler::fill(int fd) {
-  // Compact before growing so a long-lived connection does not creep.
-  if (pos_ > 0 && pos_ == buf_.size()) {
-    buf_.clear();
-    pos_ = 0;
-  }
+  constexpr std::size_t kChunk = 64 * 1024;
   while (true) {
-    const std::size_t old = buf_.size();
-    buf_.resize(old + 64 * 1024);
-    const ssize_t n = ::recv(fd, buf_.data() + old, 64 * 1024, MSG_DONTWAIT);
+    if (begin_ == end_) begin_ = end_ = 0;
+    if (buf_.size() - end_ < kChunk) {
+      if (begin_ > 0) {  // compact before growing
+        std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+      }
+      if (buf_.size() - end_ < kChunk) buf_.resize(end_ + kChunk);
+    }
+    const ssize_t n = ::recv(fd, buf_.data() + end_, buf_.size() - end_, MSG_DONTWAIT);
     if (n > 0) {
-      buf_.resize(old + static_cast<std::size_t>(n));
-      if (n < 64 * 1024) return true;
+      end_ += static_cast<std::size_t>(n);
+      if (end_ < buf_.size()) return true;  // drained what the socket had
       continue;
     }
-    buf_.resize(old);
     if (n == 0) return false;
     if (errno == EINTR) continue;
     return errno == EAGAIN || errno == EWOULDBLOCK;
@@ -37,19 +40,15 @@ bool FrameAssembler::fill(int fd) {
 }
 
 std::optional<Frame> FrameAssembler::next() {
-  const std::size_t avail = buf_.size() - pos_;
+  const std::size_t avail = end_ - begin_;
   if (avail < wire::kHeaderSize) return std::nullopt;
-  const auto header = wire::decode_header({buf_.data() + pos_, wire::kHeaderSize});
+  const auto header = wire::decode_header({buf_.data() + begin_, wire::kHeaderSize});
   if (avail < wire::kHeaderSize + header.length) return std::nullopt;
   Frame f;
   f.header = header;
-  const auto* begin = buf_.data() + pos_ + wire::kHeaderSize;
-  f.payload.assign(begin, begin + header.length);
-  pos_ += wire::kHeaderSize + header.length;
-  if (pos_ == buf_.size()) {
-    buf_.clear();
-    pos_ = 0;
-  }
+  const auto* first = buf_.data() + begin_ + wire::kHeaderSize;
+  f.payload.assign(first, first + header.length);
+  begin_ += wire::kHeaderSize + header.length;
   return f;
 }
 

@@ -27,11 +27,13 @@ class FrameAssembler {
   /// The next complete frame, if any. Throws ProtocolError on a bad header.
   std::optional<Frame> next();
   /// Bytes received but not yet returned as frames.
-  std::size_t buffered() const { return buf_.size() - pos_; }
+  std::size_t buffered() const { return end_ - begin_; }
 
  private:
+  // Bytes [begin_, end_) of buf_ are unread; buf_ only grows (no per-read zeroing).
   std::vector<std::byte> buf_;
-  std::size_t pos_ = 0;
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
 };
 
 }  // namespace twinstream::net

@@ -223,22 +223,36 @@ IoStatus recvv_all(int fd, iovec* iov, std::size_t cnt, Deadline deadline) {
 }
 
 IoStatus recv_exact(int fd, std::span<std::byte> out, Deadline deadline) {
-  // Wait first so that a blocking socket never blocks past the deadline.
   std::size_t got = 0;
   while (got < out.size()) {
-    const auto st = wait_readable(fd, deadline);
-    if (st == IoStatus::Timeout) return st;
-    // After a hang-up bytes can still be queued: read them before reporting Closed.
+    // Read first: when the bytes are already there this saves the poll.
     const ssize_t n = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
     if (n > 0) {
       got += static_cast<std::size_t>(n);
       continue;
     }
-    if (n == 0 || st == IoStatus::Closed) return IoStatus::Closed;
-    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-    return IoStatus::Closed;
+    if (n == 0) return IoStatus::Closed;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return IoStatus::Closed;
+    const auto st = wait_readable(fd, deadline);
+    if (st == IoStatus::Timeout) return st;
+    // On Closed, loop once more: a hang-up can leave bytes to read.
+    if (st == IoStatus::Closed) {
+      const ssize_t last = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
+      if (last <= 0) return IoStatus::Closed;
+      got += static_cast<std::size_t>(last);
+    }
   }
   return IoStatus::Ok;
+}
+
+bool spin_until_readable(int fd, std::chrono::microseconds budget) {
+  const auto until = Clock::now() + budget;
+  do {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) return true;
+  } while (Clock::now() < until);
+  return false;
 }
 
 const std::string& host_id() {

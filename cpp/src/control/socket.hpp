@@ -63,6 +63,9 @@ IoStatus sendv_all(int fd, iovec* iov, std::size_t iovcnt, Deadline deadline);
 IoStatus recv_exact(int fd, std::span<std::byte> out, Deadline deadline);
 /// Scatter receive of every iovec (modified in place).
 IoStatus recvv_all(int fd, iovec* iov, std::size_t iovcnt, Deadline deadline);
+/// Busy-polls fd for up to `budget`; true when it became readable. For waits expected to
+/// be shorter than a scheduler wake-up (a pull's reply on a fast link).
+bool spin_until_readable(int fd, std::chrono::microseconds budget);
 /// Waits until fd is readable. Ok, Timeout, or Closed (error/hang-up).
 IoStatus wait_readable(int fd, Deadline deadline);
 

@@ -58,6 +58,7 @@ class TcpReader final : public DataPlaneReader {
         total += c.length;
       }
       expect(net::send_all(fd_.get(), wire::encode(req), deadline()), "sending a read request");
+      net::spin_until_readable(fd_.get(), std::chrono::microseconds(50));
       net::Frame f;
       expect(net::read_frame(fd_.get(), f, deadline()), "waiting for step data");
       if (f.header.type == wire::MsgType::Error) {
