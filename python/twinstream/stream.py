@@ -8,6 +8,7 @@ arrays are read-only views into the writer's shared memory where the data plane 
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -221,18 +222,37 @@ class Step:
     def __init__(self, reader: Reader):
         self._r = reader._r
         self.index: int = self._r.step_index
-        self.attrs: dict[str, Any] = self._r.step_attributes()
-        stats = self._r.stats()
-        self.dropped: int = stats["dropped"]
-        self.variables: dict[str, VariableInfo] = {
-            name: VariableInfo(
-                name,
-                np.dtype(dtype),
-                tuple(shape),
-                [(tuple(s), tuple(c)) for s, c in blocks],
-            )
-            for name, dtype, shape, blocks in self._r.variables()
-        }
+        self._attrs: dict[str, Any] | None = None
+        self._variables: dict[str, VariableInfo] | None = None
+
+    # Metadata is fetched on first use: a consumer of small steps that only reads one
+    # array should not pay for building dictionaries it never looks at.
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Step-level attributes."""
+        if self._attrs is None:
+            self._attrs = self._r.step_attributes()
+        return self._attrs
+
+    @property
+    def dropped(self) -> int:
+        """Steps the writer dropped before this reader got them, so far."""
+        return self._r.stats()["dropped"]
+
+    @property
+    def variables(self) -> dict[str, VariableInfo]:
+        """Variables of this step by name."""
+        if self._variables is None:
+            self._variables = {
+                name: VariableInfo(
+                    name,
+                    np.dtype(dtype),
+                    tuple(shape),
+                    [(tuple(s), tuple(c)) for s, c in blocks],
+                )
+                for name, dtype, shape, blocks in self._r.variables()
+            }
+        return self._variables
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self._r.get(name)
@@ -357,8 +377,8 @@ def _option_section(title: str, docs: list[tuple[str, str, str, str]]) -> str:
 
 
 open.__doc__ = (
-    (open.__doc__ or "")
-    + "\n"
+    inspect.cleandoc(open.__doc__ or "")
+    + "\n\n"
     + _option_section('Writer options (mode="w")', _core.writer_option_docs())
     + "\n\n"
     + _option_section('Reader options (mode="r")', _core.reader_option_docs())

@@ -2,11 +2,12 @@
 // connection; bytes come through the data plane chosen at the handshake.
 #include "twinstream/reader.hpp"
 
+#include <poll.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 
 #include "control/connection.hpp"
 #include "core/box_copy.hpp"
@@ -64,12 +65,19 @@ Reader::Impl::Impl(std::string name, ReaderOptions opt) : name_(std::move(name))
 }
 
 void Reader::Impl::connect(net::Deadline deadline) {
-  const auto path = contact_path(rendezvous_dir(opt_.dir), name_);
-  std::string waiting_for;
+  const auto dir = rendezvous_dir(opt_.dir);
+  const auto path = contact_path(dir, name_);
   bool warned_stale = false;
-  // The writer may start after us: poll for its contact file until the deadline. Between
-  // tries a short pause; this is a start-up wait, not a data path.
+  // The writer may start after us: wait for its contact file to appear (or a stale one to
+  // be replaced) with inotify on the rendezvous directory. A slow periodic re-check
+  // covers file systems without inotify (NFS) and a directory that does not exist yet.
+  net::Fd notify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  bool watching = false;
   while (true) {
+    if (notify.valid() && !watching) {
+      watching = ::inotify_add_watch(notify.get(), dir.c_str(),
+                                     IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) >= 0;
+    }
     std::string why;
     auto c = read_contact(path, &why);
     if (c && !contact_is_live(*c)) {
@@ -136,7 +144,14 @@ void Reader::Impl::connect(net::Deadline deadline) {
                          why + "); start the writer, or check dir=/TWINSTREAM_DIR (looked in " +
                          path + ")");
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto recheck = net::Clock::now() + std::chrono::milliseconds(watching ? 250 : 50);
+    if (watching && net::wait_readable(notify.get(), std::min(deadline, recheck)) == net::IoStatus::Ok) {
+      char events[4096];
+      while (::read(notify.get(), events, sizeof events) > 0) {
+      }
+    } else if (!watching) {
+      ::poll(nullptr, 0, net::poll_timeout_ms(std::min(deadline, recheck)));  // bounded pause
+    }
   }
 
   net::set_nonblocking(ctrl_.get(), true);
