@@ -3,6 +3,7 @@
 //
 //   stream_e2e writer <stream> <bytes> <steps> <mode>
 //   stream_e2e reader <stream> <plane> <mode>
+//   stream_e2e inproc <stream> <bytes> <steps> <mode>   (writer and reader threads)
 //
 // mode "throughput": the writer publishes as fast as the queue lets it; the reader
 // consumes each step (a view over inproc/shm, a pull into its own buffer over tcp) and
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <twinstream/twinstream.hpp>
@@ -89,12 +91,21 @@ int main(int argc, char** argv) {
       return run_writer(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), argv[5]);
     }
     if (role == "reader" && argc == 5) return run_reader(argv[2], argv[3], argv[4]);
+    if (role == "inproc" && argc == 6) {
+      std::thread writer([&] {
+        run_writer(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), argv[5]);
+      });
+      const int rc = run_reader(argv[2], "inproc", argv[5]);
+      writer.join();
+      return rc;
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "stream_e2e: %s\n", e.what());
     return 1;
   }
   std::fprintf(stderr,
                "usage: stream_e2e writer <stream> <bytes> <steps> <throughput|latency>\n"
-               "       stream_e2e reader <stream> <plane> <throughput|latency>\n");
+               "       stream_e2e reader <stream> <plane> <throughput|latency>\n"
+               "       stream_e2e inproc <stream> <bytes> <steps> <throughput|latency>\n");
   return 2;
 }
