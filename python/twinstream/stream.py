@@ -194,6 +194,13 @@ class Writer:
     def stats(self) -> dict[str, Any]:
         return self._w.stats()
 
+    def __del__(self) -> None:
+        # Close here rather than in the C++ destructor, which would wait for readers to
+        # drain while holding the GIL (in-process readers could then never finish).
+        w = getattr(self, "_w", None)
+        if w is not None:
+            w.close()
+
     def __enter__(self) -> Writer:
         return self
 
@@ -347,6 +354,11 @@ class Reader:
         """Leaves the stream; the writer releases this reader's steps."""
         self._step = None
         self._r.close()
+
+    def __del__(self) -> None:
+        r = getattr(self, "_r", None)
+        if r is not None:
+            r.close()
 
     def __enter__(self) -> Reader:
         return self

@@ -6,6 +6,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "twinstream/twinstream.hpp"
@@ -217,8 +219,19 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "begin_step",
           [](Reader& r, double timeout) {
-            py::gil_scoped_release nogil;
-            return static_cast<int>(r.begin_step(std::chrono::duration<double>(timeout)));
+            // Wait in slices so that Ctrl-C (and other signal handlers) run promptly.
+            using clock = std::chrono::steady_clock;
+            const auto deadline = clock::now() + std::chrono::duration<double>(timeout < 0 ? 1e9 : timeout);
+            while (true) {
+              const double left = std::chrono::duration<double>(deadline - clock::now()).count();
+              StepStatus st;
+              {
+                py::gil_scoped_release nogil;
+                st = r.begin_step(std::chrono::duration<double>(std::clamp(left, 0.0, 0.2)));
+              }
+              if (st != StepStatus::NotReady || left <= 0.2) return static_cast<int>(st);
+              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+            }
           },
           py::arg("timeout"))
       .def("end_step", &Reader::end_step, py::call_guard<py::gil_scoped_release>())
