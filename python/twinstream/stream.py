@@ -59,7 +59,8 @@ def _native(array: Any, dtype: Any = None) -> np.ndarray:
     a = np.asarray(array, dtype=dtype)
     if not a.dtype.isnative:
         a = a.astype(a.dtype.newbyteorder("="))
-    return np.ascontiguousarray(a)
+    # Not np.ascontiguousarray: it turns a rank-0 array into shape (1,).
+    return a if a.flags.c_contiguous else a.copy(order="C")
 
 
 def _attr_value(value: Any) -> Any:

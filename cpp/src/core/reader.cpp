@@ -68,6 +68,7 @@ void Reader::Impl::connect(net::Deadline deadline) {
   const auto dir = rendezvous_dir(opt_.dir);
   const auto path = contact_path(dir, name_);
   bool warned_stale = false;
+  std::optional<wire::ErrorMsg> refusal;
   // The writer may start after us: wait for its contact file to appear (or a stale one to
   // be replaced) with inotify on the rendezvous directory. A slow periodic re-check
   // covers file systems without inotify (NFS) and a directory that does not exist yet.
@@ -113,11 +114,8 @@ void Reader::Impl::connect(net::Deadline deadline) {
                                                              : "closed during the handshake");
         }
         if (f.header.type == wire::MsgType::Error) {
-          const auto err = wire::decode_error(f.payload);
-          if (err.code == wire::kUnavailable || err.code == wire::kBadRequest) {
-            throw InvalidArgument(err.message);
-          }
-          throw ConnectionError(err.message);  // refused: never retried with the same token
+          refusal = wire::decode_error(f.payload);  // never retried: the answer would not change
+          break;
         }
         if (f.header.type != wire::MsgType::Welcome) {
           throw ProtocolError("writer at " + peer_ + " answered with " +
@@ -125,17 +123,10 @@ void Reader::Impl::connect(net::Deadline deadline) {
         }
         welcome_ = wire::decode_welcome(f.payload);
         break;
-      } catch (const InvalidArgument&) {
-        throw;
       } catch (const ProtocolError&) {
         throw;
       } catch (const ConnectionError& e) {
-        const std::string msg = e.what();
-        if (msg.find("refused") != std::string::npos && msg.find("token") != std::string::npos) {
-          throw;
-        }
-        if (msg.find("protocol version") != std::string::npos) throw;
-        why = msg;  // writer starting up or just gone: try again until the deadline
+        why = e.what();  // writer starting up or just gone: try again until the deadline
         ctrl_.reset();
       }
     }
@@ -154,6 +145,13 @@ void Reader::Impl::connect(net::Deadline deadline) {
     }
   }
 
+  if (refusal) {
+    ctrl_.reset();
+    if (refusal->code == wire::kUnavailable || refusal->code == wire::kBadRequest) {
+      throw InvalidArgument(refusal->message);
+    }
+    throw ConnectionError(refusal->message);
+  }
   net::set_nonblocking(ctrl_.get(), true);
   transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout};
   plane_ = transport::find(welcome_.data_plane).make_reader(ctx);

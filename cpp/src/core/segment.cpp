@@ -34,6 +34,10 @@ void SegmentDirectory::remove(std::uint32_t id) {
   std::lock_guard lock(mu_);
   segments_.erase(id);
 }
+void SegmentDirectory::clear() {
+  std::lock_guard lock(mu_);
+  segments_.clear();
+}
 std::shared_ptr<Segment> SegmentDirectory::find(std::uint32_t id) const {
   std::lock_guard lock(mu_);
   auto it = segments_.find(id);

@@ -45,6 +45,7 @@ class SegmentDirectory {
   void add(const std::shared_ptr<Segment>& s);
   void remove(std::uint32_t id);
   std::shared_ptr<Segment> find(std::uint32_t id) const;
+  void clear();
 
  private:
   mutable std::mutex mu_;

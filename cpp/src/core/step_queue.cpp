@@ -87,6 +87,13 @@ std::vector<std::unique_ptr<Slot>> StepQueue::remove_reader(ReaderId reader) {
   return freed;
 }
 
+std::vector<std::unique_ptr<Slot>> StepQueue::clear() {
+  std::vector<std::unique_ptr<Slot>> slots;
+  for (auto& s : steps_) slots.push_back(std::move(s.slot));
+  steps_.clear();
+  return slots;
+}
+
 bool StepQueue::owes(ReaderId reader) const {
   return std::any_of(steps_.begin(), steps_.end(),
                      [&](const QueuedStep& s) { return s.pending.count(reader) > 0; });

@@ -22,6 +22,9 @@ struct QueuedStep {
   std::unique_ptr<Slot> slot;
   std::vector<wire::VariableMeta> variables;
   Attributes attributes;
+  /// Stream attributes as they were when the step ended (shared between steps).
+  std::shared_ptr<const Attributes> stream_attributes;
+  std::uint64_t stream_attributes_version = 0;
   std::set<ReaderId> pending;  ///< readers that still owe an ack
   std::set<ReaderId> holding;  ///< readers the step was handed to (subset of pending)
 };
@@ -62,6 +65,8 @@ class StepQueue {
   bool owes(ReaderId reader) const;
   /// The step `reader` holds with that index, or nullptr.
   QueuedStep* held_by(ReaderId reader, std::uint64_t index);
+  /// Empties the queue (the stream is closed); returns every slot.
+  std::vector<std::unique_ptr<Slot>> clear();
 
  private:
   std::unique_ptr<Slot> drop(std::deque<QueuedStep>::iterator it, PublishResult& out);

@@ -256,6 +256,14 @@ void Writer::Impl::end_step() {
   in_step_ = false;
 
   std::lock_guard lock(mu_);
+  // A step carries the stream attributes as they were when it ended, not as they are
+  // when a slow reader gets to it.
+  if (!stream_snapshot_ || snapshot_version_ != stream_attrs_version_) {
+    stream_snapshot_ = std::make_shared<const Attributes>(stream_attrs_);
+    snapshot_version_ = stream_attrs_version_;
+  }
+  s.stream_attributes = stream_snapshot_;
+  s.stream_attributes_version = snapshot_version_;
   stats_.steps++;
   stats_.bytes += s.slot->used();
   s.pending = groups_.recipients(s.index);
@@ -298,9 +306,14 @@ void Writer::Impl::close() {
   if (service_.joinable()) service_.join();
   tcp_->stop();
   {
+    // Step memory goes now, not when the object is destroyed: shared-memory names are
+    // unlinked (views readers still hold stay mapped until they drop them).
     std::lock_guard lock(mu_);
     readers_.clear();
     pending_.clear();
+    queue_.clear();
+    free_slots_.clear();
+    segments_->clear();
   }
   remove_contact_if_ours(contact_path_, token_);
   transport::inproc::unregister_writer(writer_key_);
@@ -369,9 +382,9 @@ wire::StepMeta Writer::Impl::announcement(Peer& p, const QueuedStep& s) {
   m.dropped = p.dropped;
   m.variables = s.variables;
   m.attributes = s.attributes;
-  if (p.attrs_sent != stream_attrs_version_) {
-    m.stream_attributes = stream_attrs_;
-    p.attrs_sent = stream_attrs_version_;
+  if (p.attrs_sent != s.stream_attributes_version) {
+    m.stream_attributes = *s.stream_attributes;
+    p.attrs_sent = s.stream_attributes_version;
   }
   for (const auto& seg : s.slot->segments()) m.segments.push_back({seg->id(), seg->size()});
   for (const auto& [seq, id] : retired_log_) {

@@ -121,6 +121,8 @@ class Writer::Impl final : public transport::StepAccess {
   std::vector<std::unique_ptr<Slot>> free_slots_;
   Attributes stream_attrs_;
   std::uint64_t stream_attrs_version_ = 0;
+  std::shared_ptr<const Attributes> stream_snapshot_;  // what steps carry
+  std::uint64_t snapshot_version_ = 0;
   std::deque<std::pair<std::uint64_t, std::uint32_t>> retired_log_;  // (sequence, segment)
   std::uint64_t retired_seq_ = 0;
   ReaderId next_reader_id_ = 1;

@@ -50,6 +50,15 @@ py::array make_array(DType dtype, const Dims& shape, const void* data,
   return a;
 }
 
+// numpy names extended precision by bit width (float128, complex256); map by kind and
+// size so that every numpy numeric dtype is accepted.
+DType dtype_of_array(const py::array& a) {
+  const py::dtype dt = a.dtype();
+  if (dt.kind() == 'f' && dt.itemsize() == 16) return DType::LongDouble;
+  if (dt.kind() == 'c' && dt.itemsize() == 32) return DType::ComplexLongDouble;
+  return dtype_from_name(py::str(dt.attr("name")).cast<std::string>());
+}
+
 AttributeValue to_attribute(const py::handle& v) {
   if (py::isinstance<py::bool_>(v)) return v.cast<bool>();
   if (py::isinstance<py::int_>(v)) return v.cast<std::int64_t>();
@@ -58,7 +67,7 @@ AttributeValue to_attribute(const py::handle& v) {
   if (py::isinstance<py::array>(v)) {
     auto a = py::array::ensure(v, py::array::c_style);
     ArrayAttribute out;
-    out.dtype = dtype_from_name(py::str(a.attr("dtype").attr("name")).cast<std::string>());
+    out.dtype = dtype_of_array(a);
     for (py::ssize_t d = 0; d < a.ndim(); ++d) out.shape.push_back(static_cast<std::uint64_t>(a.shape(d)));
     out.bytes.resize(static_cast<std::size_t>(a.nbytes()));
     std::memcpy(out.bytes.data(), a.data(), out.bytes.size());
@@ -266,7 +275,14 @@ PYBIND11_MODULE(_core, m) {
           [](Reader& r, const std::string& name, const std::vector<std::uint64_t>& start,
              const std::vector<std::uint64_t>& count, py::array& out) {
             if (!(out.flags() & py::array::c_style) || !out.writeable()) {
-              throw InvalidArgument("get(out=...) needs a writable C-contiguous array");
+              throw InvalidArgument("stream '" + r.name() + "': get(out=...) needs a writable "
+                                    "C-contiguous array");
+            }
+            if (const auto* v = r.find(name); v && dtype_of_array(out) != v->dtype) {
+              throw InvalidArgument("stream '" + r.name() + "' variable '" + name + "' is " +
+                                    std::string(dtype_name(v->dtype)) + "; get(out=...) was given " +
+                                    py::str(out.dtype()).cast<std::string>() +
+                                    " (pass an array of the variable's dtype)");
             }
             void* p = out.mutable_data();
             const auto n = static_cast<std::size_t>(out.nbytes());
