@@ -1,9 +1,15 @@
 // End-to-end twinstream measurement, one process per role (the Python driver
 // bench/e2e.py starts them and reads their JSON):
 //
-//   stream_e2e writer <stream> <bytes> <steps> <mode>
+//   stream_e2e writer <stream> <bytes> <steps> <mode> [copy|reserve]
 //   stream_e2e reader <stream> <plane> <mode>
-//   stream_e2e inproc <stream> <bytes> <steps> <mode>   (writer and reader threads)
+//   stream_e2e inproc <stream> <bytes> <steps> <mode> [copy|reserve]   (two threads)
+//
+// Put mode "copy" (default): the writer copies its payload into the step with put(), the
+// one copy a step needs; this is what the memcpy baseline measures. Put mode "reserve":
+// the writer produces the step in transport memory (reserve()) and writes only the
+// timestamp, like the raw socket sender that sends an unchanged buffer; this is the
+// like-for-like comparison with the raw socket and SST baselines.
 //
 // mode "throughput": the writer publishes as fast as the queue lets it; the reader
 // consumes each step (a view over inproc/shm, a pull into its own buffer over tcp) and
@@ -28,7 +34,8 @@ std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
 
-int run_writer(const std::string& name, std::uint64_t bytes, int steps, const std::string& mode) {
+int run_writer(const std::string& name, std::uint64_t bytes, int steps, const std::string& mode,
+               const std::string& put_mode) {
   twinstream::Options o{{"min_readers", "1"}, {"open_timeout", "60"}};
   o["queue_limit"] = mode == "latency" ? "1" : "2";
   twinstream::Writer w(name, o);
@@ -37,8 +44,13 @@ int run_writer(const std::string& name, std::uint64_t bytes, int steps, const st
   for (int i = 0; i < steps; ++i) {
     w.begin_step();  // latency mode: returns once the previous step was acknowledged
     const std::int64_t t = now_ns();
-    std::memcpy(payload.data(), &t, sizeof t);
-    w.put("data", twinstream::DType::UInt8, {bytes}, payload.data());
+    if (put_mode == "reserve") {
+      auto span = w.reserve("data", twinstream::DType::UInt8, {std::max<std::uint64_t>(bytes, 8)});
+      std::memcpy(span.data(), &t, sizeof t);
+    } else {
+      std::memcpy(payload.data(), &t, sizeof t);
+      w.put("data", twinstream::DType::UInt8, {bytes}, payload.data());
+    }
     w.end_step();
   }
   w.close();
@@ -87,13 +99,16 @@ int run_reader(const std::string& name, const std::string& plane, const std::str
 int main(int argc, char** argv) {
   try {
     const std::string role = argc > 1 ? argv[1] : "";
-    if (role == "writer" && argc == 6) {
-      return run_writer(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), argv[5]);
+    const std::string put_mode = argc == 7 ? argv[6] : "copy";
+    if (role == "writer" && (argc == 6 || argc == 7)) {
+      return run_writer(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), argv[5],
+                        put_mode);
     }
     if (role == "reader" && argc == 5) return run_reader(argv[2], argv[3], argv[4]);
-    if (role == "inproc" && argc == 6) {
+    if (role == "inproc" && (argc == 6 || argc == 7)) {
       std::thread writer([&] {
-        run_writer(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), argv[5]);
+        run_writer(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), argv[5],
+                   put_mode);
       });
       const int rc = run_reader(argv[2], "inproc", argv[5]);
       writer.join();
@@ -104,8 +119,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr,
-               "usage: stream_e2e writer <stream> <bytes> <steps> <throughput|latency>\n"
+               "usage: stream_e2e writer <stream> <bytes> <steps> <throughput|latency> [copy|reserve]\n"
                "       stream_e2e reader <stream> <plane> <throughput|latency>\n"
-               "       stream_e2e inproc <stream> <bytes> <steps> <throughput|latency>\n");
+               "       stream_e2e inproc <stream> <bytes> <steps> <throughput|latency> [copy|reserve]\n");
   return 2;
 }

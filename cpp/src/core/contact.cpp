@@ -156,7 +156,16 @@ void remove_contact_if_ours(const std::string& path, const wire::Token& token) {
 bool contact_is_live(const Contact& c) {
   if (c.host_id == net::host_id()) {
     if (c.pid == 0) return false;
-    return ::kill(static_cast<pid_t>(c.pid), 0) == 0 || errno == EPERM;
+    if (::kill(static_cast<pid_t>(c.pid), 0) != 0 && errno != EPERM) return false;
+    // A killed writer stays a zombie until its parent reaps it: that is not alive.
+    // /proc/<pid>/stat is "pid (comm) state ..."; comm may hold spaces and parentheses.
+    std::ifstream stat("/proc/" + std::to_string(c.pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size()) return true;
+    const char state = line[close + 2];
+    return state != 'Z' && state != 'X';
   }
   try {
     net::connect_tcp(c.host, c.port, net::deadline_after(1.0));

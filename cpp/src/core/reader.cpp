@@ -15,6 +15,7 @@
 #include "core/contact.hpp"
 #include "core/log.hpp"
 #include "transport/registry.hpp"
+#include "transport/shm/shared_memory.hpp"
 #include "twinstream/errors.hpp"
 
 namespace twinstream {
@@ -162,6 +163,12 @@ void Reader::Impl::connect(net::Deadline deadline) {
 }
 
 void Reader::Impl::writer_lost(const std::string& what) const {
+  // A writer killed on this host leaves its shared memory behind; the first reader to
+  // notice removes it (only once the process is really gone, never for a hung writer).
+  if (!contact_.shm_prefix.empty() && contact_.host_id == net::host_id() &&
+      !contact_is_live(contact_)) {
+    shm::unlink_all_with_prefix(contact_.shm_prefix);
+  }
   throw ConnectionError("stream '" + name_ + "': the writer (pid " +
                         std::to_string(welcome_.writer_pid) + ", " + peer_ + ") " + what +
                         "; steps after the last one received are lost; restart the writer and "
