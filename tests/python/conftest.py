@@ -140,7 +140,37 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"twinstream: shared memory left by this session: {left}")
 
 
-class ProcHandle:
+class _Handle:
+    """What a test does with a helper, whether it is a process or a thread: wait for the
+    lines it prints and collect its RESULT line."""
+
+    label: str
+    out: Lines
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        raise NotImplementedError
+
+    def wait_line(self, token: str, timeout: float = 30.0) -> str:
+        line = self.out.wait(token, timeout)
+        if line is None:
+            raise AssertionError(f"no line {token!r} within {timeout} s from {self.describe()}")
+        return line
+
+    def has_line(self, token: str) -> bool:
+        return self.out.find(token) is not None
+
+    def result(self, timeout: float = 60.0) -> dict:
+        self.wait_exit(timeout)
+        line = self.out.find("RESULT")
+        if line is None:
+            raise AssertionError(f"no RESULT line: {self.describe()}")
+        return _payload(line)
+
+
+class ProcHandle(_Handle):
     """A helper script running in its own process."""
 
     kind = "process"
@@ -193,15 +223,6 @@ class ProcHandle:
     def stderr(self) -> str:
         return "\n".join(list(self._err))
 
-    def wait_line(self, token: str, timeout: float = 30.0) -> str:
-        line = self.out.wait(token, timeout)
-        if line is None:
-            raise AssertionError(f"no line {token!r} within {timeout} s from {self.describe()}")
-        return line
-
-    def has_line(self, token: str) -> bool:
-        return self.out.find(token) is not None
-
     def wait_exit(self, timeout: float = 60.0) -> int:
         try:
             rc = self.p.wait(timeout=timeout)
@@ -210,13 +231,6 @@ class ProcHandle:
         for t in self._threads:
             t.join(10)
         return rc
-
-    def result(self, timeout: float = 60.0) -> dict:
-        self.wait_exit(timeout)
-        line = self.out.find("RESULT")
-        if line is None:
-            raise AssertionError(f"no RESULT line: {self.describe()}")
-        return _payload(line)
 
     @property
     def returncode(self) -> int | None:
@@ -241,7 +255,7 @@ class ProcHandle:
                 t.join(10)
 
 
-class ThreadHandle:
+class ThreadHandle(_Handle):
     """The same helper running in a thread of the test process (inproc data plane)."""
 
     kind = "thread"
@@ -272,15 +286,6 @@ class ThreadHandle:
     def stderr(self) -> str:
         return self._stderr()
 
-    def wait_line(self, token: str, timeout: float = 30.0) -> str:
-        line = self.out.wait(token, timeout)
-        if line is None:
-            raise AssertionError(f"no line {token!r} within {timeout} s from {self.describe()}")
-        return line
-
-    def has_line(self, token: str) -> bool:
-        return self.out.find(token) is not None
-
     def wait_exit(self, timeout: float = 60.0) -> int:
         self.t.join(timeout)
         if self.t.is_alive():
@@ -288,12 +293,6 @@ class ThreadHandle:
         if self._exc is not None:
             raise self._exc
         return 0 if self._result and self._result.get("ok") else 1
-
-    def result(self, timeout: float = 60.0) -> dict:
-        self.wait_exit(timeout)
-        line = self.out.find("RESULT")
-        assert line is not None, self.describe()
-        return _payload(line)
 
     @property
     def returncode(self) -> int | None:

@@ -165,14 +165,16 @@ HOSTILE = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(HOSTILE))
-def test_hostile_client_is_dropped_and_stream_goes_on(ctx, plane, kind):
+def stream_around(ctx, plane, meddle, **options):
+    """Streams N steps to a real reader while `meddle()` runs with the writer paused at
+    step K; checks the reader got every step intact and the writer finished. Returns the
+    writer (for its log) and what `meddle` returned."""
     go = ctx.signal_file()
-    w = ctx.spawn_writer(plane, steps=N, options={"min_readers": 1}, pauses={str(K): go})
+    w = ctx.spawn_writer(plane, steps=N, options={"min_readers": 1, **options}, pauses={str(K): go})
     r = ctx.open_reader(plane)
     recs = Bg(consume, r, name="real-reader")
     w.wait_line(f"STEP {K}")
-    expect_log = HOSTILE[kind](ctx)
+    meddled = meddle()
     ctx.fire(go)
     records = recs.result(30)
     assert [rec["index"] for rec in records] == list(range(N))
@@ -180,6 +182,12 @@ def test_hostile_client_is_dropped_and_stream_goes_on(ctx, plane, kind):
     res = w.result()
     assert res["ok"], res
     assert w.returncode == 0
+    return w, meddled
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_client_is_dropped_and_stream_goes_on(ctx, plane, kind):
+    w, expect_log = stream_around(ctx, plane, lambda: HOSTILE[kind](ctx))
     log = w.stderr()
     assert expect_log in log, f"writer log lacks {expect_log!r}:\n{log}"
     assert "twinstream: warning:" in log
@@ -196,49 +204,37 @@ def test_hostile_client_is_dropped_and_stream_goes_on(ctx, plane, kind):
 def test_joined_client_sending_junk_is_dropped(ctx, plane, junk):
     """A client with the right token joins as a reader, then breaks the protocol: it is
     dropped (its pending steps released) and the real reader and the writer go on."""
-    go = ctx.signal_file()
-    w = ctx.spawn_writer(plane, steps=N, options={"min_readers": 1, "queue_limit": 2}, pauses={str(K): go})
-    r = ctx.open_reader(plane)
-    recs = Bg(consume, r, name="real-reader")
-    w.wait_line(f"STEP {K}")
-    s = _connect(ctx)
-    s.sendall(frame(T_HELLO, hello_payload(_token(ctx), data_plane="tcp", pid=1)))
-    f = recv_frame(s)
-    assert f is not None and f[1] == T_WELCOME, f
-    if junk == "ack-not-handed":
-        payload = frame(T_ACK, struct.pack("<Q", 12345))
-    elif junk == "absurd-length":
-        payload = frame(T_ACK, b"", length=2**31)
-    else:
-        payload = junk
-    s.sendall(payload)
-    assert wait_closed(s, 10), "the writer kept a reader that broke the protocol"
-    ctx.fire(go)
-    records = recs.result(30)
-    assert [rec["index"] for rec in records] == list(range(N))
-    check_counter_records(records)
-    res = w.result()
-    assert res["ok"], res
+
+    def join_and_break_the_protocol():
+        s = _connect(ctx)
+        s.sendall(frame(T_HELLO, hello_payload(_token(ctx), data_plane="tcp", pid=1)))
+        f = recv_frame(s)
+        assert f is not None and f[1] == T_WELCOME, f
+        if junk == "ack-not-handed":
+            payload = frame(T_ACK, struct.pack("<Q", 12345))
+        elif junk == "absurd-length":
+            payload = frame(T_ACK, b"", length=2**31)
+        else:
+            payload = junk
+        s.sendall(payload)
+        assert wait_closed(s, 10), "the writer kept a reader that broke the protocol"
+
+    w, _ = stream_around(ctx, plane, join_and_break_the_protocol, queue_limit=2)
     assert "bad data" in w.stderr()
 
 
 def test_silent_client_does_not_stall_the_writer(ctx, plane):
-    go = ctx.signal_file()
-    w = ctx.spawn_writer(plane, steps=N, options={"min_readers": 1}, pauses={str(K): go})
-    r = ctx.open_reader(plane)
-    recs = Bg(consume, r, name="real-reader")
-    w.wait_line(f"STEP {K}")
-    silent = _connect(ctx)  # connects and says nothing, held open meanwhile
-    half = _connect(ctx)
-    half.sendall(frame(T_HELLO, hello_payload(_token(ctx)))[:20])  # and one that stops mid-hello
-    ctx.fire(go)
-    records = recs.result(30)
-    assert [rec["index"] for rec in records] == list(range(N))
-    assert w.wait_line("CLOSING")
-    res = w.result()
-    assert res["ok"], res
-    silent.close()
-    half.close()
+
+    def hold_silent_connections():
+        silent = _connect(ctx)  # connects and says nothing, held open meanwhile
+        half = _connect(ctx)
+        half.sendall(frame(T_HELLO, hello_payload(_token(ctx)))[:20])  # stops mid-hello
+        return silent, half
+
+    w, held = stream_around(ctx, plane, hold_silent_connections)
+    assert w.has_line("CLOSING")
+    for s in held:
+        s.close()
 
 
 def test_silent_client_is_closed_after_the_handshake_deadline(ctx):

@@ -100,20 +100,30 @@ def test_drop_policies_never_block_and_count_drops(ctx, plane, policy):
     assert w.returncode == 0
 
 
+def _publish(w, n: int) -> None:
+    for i in range(n):
+        with w.step() as s:
+            s.put("x", np.full(4, i, dtype=np.int64))
+
+
+def _take(r, limit: int) -> list[tuple[int, int]]:
+    """(index, dropped so far) of the steps the reader gets before it would wait."""
+    got = []
+    for _ in range(limit):
+        if r.begin_step(timeout=0.5) is not ts.StepStatus.OK:
+            break
+        got.append((r.current_step.index, r.current_step.dropped))
+        r.end_step()
+    return got
+
+
 def test_drop_oldest_keeps_the_newest_steps(ctx, plane):
     """Under drop_oldest the steps kept are the newest ones (writer in this process, so
     the order of events is fixed)."""
     w = ctx.open_writer(queue_policy="drop_oldest", queue_limit=3)
     r = ctx.open_reader(plane)
-    for i in range(10):
-        with w.step() as s:
-            s.put("x", np.full(4, i, dtype=np.int64))
-    got = []
-    for _ in range(10):
-        if r.begin_step(timeout=0.5) is not ts.StepStatus.OK:
-            break
-        got.append((r.current_step.index, r.current_step.dropped))
-        r.end_step()
+    _publish(w, 10)
+    got = _take(r, 10)
     # Step 0 was handed to the reader at once; of the rest the newest queue_limit survive
     # (one queue place is held by step 0 while the reader has it).
     assert [i for i, _ in got][-2:] == [8, 9]
@@ -124,15 +134,8 @@ def test_drop_oldest_keeps_the_newest_steps(ctx, plane):
 def test_drop_newest_keeps_the_oldest_steps(ctx, plane):
     w = ctx.open_writer(queue_policy="drop_newest", queue_limit=3)
     r = ctx.open_reader(plane)
-    for i in range(10):
-        with w.step() as s:
-            s.put("x", np.full(4, i, dtype=np.int64))
-    got = []
-    for _ in range(10):
-        if r.begin_step(timeout=0.5) is not ts.StepStatus.OK:
-            break
-        got.append(r.current_step.index)
-        r.end_step()
+    _publish(w, 10)
+    got = [index for index, _ in _take(r, 10)]
     assert got == [0, 1, 2]
     assert r.stats()["dropped"] == 7
     assert w.stats()["dropped"] == 7
