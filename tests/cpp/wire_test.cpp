@@ -925,7 +925,8 @@ TEST(WireReject, EmptyPayloadOfEveryMessage) {
 
 TEST(WireReject, HelloFields) {
   const auto make = [](std::size_t token_len, std::uint8_t role, std::string group,
-                       std::string policy, std::string plane, std::string host) {
+                       std::string policy, std::string plane, std::string host,
+                       std::uint32_t prefetch = 1) {
     Encoder e(MsgType::Hello);
     e.u16(kProtocolVersion);
     e.bytes(Bytes(token_len, std::byte{1}));
@@ -936,8 +937,13 @@ TEST(WireReject, HelloFields) {
     e.str(plane);
     e.str(host);
     e.u32(1);
+    e.u32(prefetch);
     return payload_of(e);
   };
+  // Prefetch outside 1..64.
+  EXPECT_NO_THROW(decode_hello(make(kTokenSize, 1, "g", "p", "auto", "h", 64)));
+  EXPECT_THROW(decode_hello(make(kTokenSize, 1, "g", "p", "auto", "h", 0)), ProtocolError);
+  EXPECT_THROW(decode_hello(make(kTokenSize, 1, "g", "p", "auto", "h", 65)), ProtocolError);
   EXPECT_NO_THROW(decode_hello(make(kTokenSize, 1, "g", "p", "auto", "h")));
   EXPECT_NO_THROW(decode_hello(make(kTokenSize, 2, "g", "p", "auto", "h")));
   // Token of the wrong length.

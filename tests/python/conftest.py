@@ -545,7 +545,7 @@ def wire_str(s: str) -> bytes:
     return struct.pack("<I", len(b)) + b
 
 
-def hello_payload(token: bytes, *, version: int = 1, role: int = 1, reader_id: int = 0, group: str = "", policy: str = "all", data_plane: str = "tcp", host_id: str = "hostile/none", pid: int = 0) -> bytes:
+def hello_payload(token: bytes, *, version: int = 1, role: int = 1, reader_id: int = 0, group: str = "", policy: str = "all", data_plane: str = "tcp", host_id: str = "hostile/none", pid: int = 0, prefetch: int = 1) -> bytes:
     return (
         struct.pack("<H", version)
         + struct.pack("<Q", len(token))
@@ -557,6 +557,7 @@ def hello_payload(token: bytes, *, version: int = 1, role: int = 1, reader_id: i
         + wire_str(data_plane)
         + wire_str(host_id)
         + struct.pack("<I", pid)
+        + struct.pack("<I", prefetch)
     )
 
 

@@ -46,6 +46,7 @@ struct ReaderOptions {
   double timeout = 60.0;        // default wait for a step (Python iteration uses it)
   double open_timeout = -1.0;   // wait for the writer to appear; <0: same as timeout
   double heartbeat_timeout = 10.0;
+  std::uint32_t prefetch = 2;   // steps handed ahead of end_step (queue_policy=block)
   std::string dir;
 };
 

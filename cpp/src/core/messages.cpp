@@ -26,6 +26,7 @@ std::vector<std::byte> encode(const Hello& m) {
   e.str(m.data_plane);
   e.str(m.host_id);
   e.u32(m.pid);
+  e.u32(m.prefetch);
   return std::move(e.finish());
 }
 
@@ -46,6 +47,8 @@ Hello decode_hello(std::span<const std::byte> p) {
   m.data_plane = d.str(64);
   m.host_id = d.str(512);
   m.pid = d.u32();
+  m.prefetch = d.u32();
+  if (m.prefetch < 1 || m.prefetch > 64) throw ProtocolError("prefetch must be 1 to 64");
   d.finish();
   return m;
 }

@@ -29,6 +29,7 @@ struct Hello {
   std::string data_plane;        // requested: auto, inproc, shm, tcp
   std::string host_id;           // hostname + boot id: tells "same host"
   std::uint32_t pid = 0;
+  std::uint32_t prefetch = 1;    // steps the writer may hand ahead of end_step
 };
 
 /// Writer's answer to a control Hello.

@@ -115,8 +115,8 @@ const std::array<OptionRow<WriterOptions>, 11>& writer_rows() {
   return rows;
 }
 
-const std::array<OptionRow<ReaderOptions>, 7>& reader_rows() {
-  static const std::array<OptionRow<ReaderOptions>, 7> rows{{
+const std::array<OptionRow<ReaderOptions>, 8>& reader_rows() {
+  static const std::array<OptionRow<ReaderOptions>, 8> rows{{
       {{"group", "", "str",
         "Reader group to join; members share a delivery policy (default: a group of its own)."},
        [](ReaderOptions& o, const std::string& v) { o.group = v; }},
@@ -142,6 +142,13 @@ const std::array<OptionRow<ReaderOptions>, 7>& reader_rows() {
        [](ReaderOptions& o, const std::string& v) {
          o.heartbeat_timeout = parse_double("heartbeat_timeout", v);
          if (o.heartbeat_timeout <= 0) throw InvalidArgument("heartbeat_timeout must be > 0");
+       }},
+      {{"prefetch", "2", "int",
+        "Steps the writer may hand this reader ahead of its end_step, so the next one is "
+        "waiting when asked (1 to 64; writers with a drop policy hand one at a time)."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.prefetch = static_cast<std::uint32_t>(parse_uint("prefetch", v, 64));
+         if (o.prefetch == 0) throw InvalidArgument("option prefetch must be at least 1");
        }},
       {{"dir", "", "str",
         "Rendezvous directory where the contact file is looked for (default: "

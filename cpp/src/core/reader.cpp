@@ -105,6 +105,7 @@ void Reader::Impl::connect(net::Deadline deadline) {
         hello.data_plane = opt_.data_plane;
         hello.host_id = net::host_id();
         hello.pid = static_cast<std::uint32_t>(::getpid());
+        hello.prefetch = opt_.prefetch;
         if (net::send_all(ctrl_.get(), wire::encode(hello), deadline) != net::IoStatus::Ok) {
           throw ConnectionError("could not send its hello");
         }
@@ -228,7 +229,17 @@ StepStatus Reader::Impl::begin_step(double timeout) {
                             std::string(wire::msg_type_name(f->header.type)));
     }
     step_ = wire::decode_step(f->payload);
-    plane_->on_step(step_);
+    try {
+      plane_->on_step(step_);
+    } catch (const Unavailable&) {
+      // Step memory that was announced but is gone: the writer gave up on this reader
+      // (close_timeout) and closed. Said as such; otherwise the plane's reason stands.
+      if (!ctrl_in_.fill(ctrl_.get())) {
+        writer_lost("closed the stream (close_timeout) before this reader took step " +
+                    std::to_string(step_.index) + "; its memory is gone");
+      }
+      throw;
+    }
     if (step_.stream_attributes) stream_attrs_ = std::move(*step_.stream_attributes);
     step_.stream_attributes.reset();
     step_attrs_ = step_.attributes;

@@ -399,14 +399,21 @@ wire::StepMeta Writer::Impl::announcement(Peer& p, const QueuedStep& s) {
 }
 
 void Writer::Impl::pump(Peer& p) {
-  if (p.dead || p.holding) return;
-  if (auto* s = queue_.next_for(p.id)) {
+  if (p.dead) return;
+  // Hand steps ahead of the reader's end_step (up to its prefetch), so that the next
+  // announcement is already there when it asks. Under the drop policies a reader holds
+  // one step at a time: a step handed out can no longer be dropped, and prefetched steps
+  // would turn drop_oldest into drop_newest for a slow reader.
+  const std::uint32_t credit =
+      opt_.queue_policy == QueuePolicy::Block ? p.prefetch : std::uint32_t{1};
+  while (p.held.size() < credit) {
+    auto* s = queue_.next_for(p.id);
+    if (!s) break;
     queue_.hold(*s, p.id);
-    p.holding = s->index;
+    p.held.push_back(s->index);
     send(p, wire::encode(announcement(p, *s)));
-    return;
   }
-  if (closing_ && !p.end_sent && !queue_.owes(p.id)) {
+  if (p.held.empty() && closing_ && !p.end_sent && !queue_.owes(p.id)) {
     p.end_sent = true;
     send(p, wire::encode_empty(wire::MsgType::End));
   }
@@ -420,11 +427,11 @@ void Writer::Impl::handle_frame(Peer& p, const net::Frame& f) {
   switch (f.header.type) {
     case wire::MsgType::Ack: {
       const auto ack = wire::decode_ack(f.payload);
-      if (!p.holding || *p.holding != ack.step) {
+      if (p.held.empty() || p.held.front() != ack.step) {
         throw ProtocolError("acknowledged step " + std::to_string(ack.step) +
                             " it was not handed");
       }
-      p.holding.reset();
+      p.held.pop_front();
       release(queue_.ack(p.id, ack.step));
       pump(p);
       break;
@@ -444,7 +451,7 @@ void Writer::Impl::remove_reader(ReaderId id, const std::string& reason) {
   if (it == readers_.end()) return;
   const bool quiet = reason == "left" || it->second.end_sent;
   (quiet ? log::info : log::warn)("stream '" + name_ + "': " + it->second.who + " " + reason +
-                                  (it->second.holding ? "; its unacknowledged steps are released"
+                                  (!it->second.held.empty() ? "; its unacknowledged steps are released"
                                                       : ""));
   groups_.leave(id);
   for (auto& slot : queue_.remove_reader(id)) release(std::move(slot));

@@ -60,7 +60,8 @@ class Writer::Impl final : public transport::StepAccess {
     net::FrameAssembler in;
     std::vector<std::byte> out;  // frames not yet accepted by the socket
     std::size_t out_pos = 0;
-    std::optional<std::uint64_t> holding;
+    std::deque<std::uint64_t> held;  // steps handed and not yet acknowledged, oldest first
+    std::uint32_t prefetch = 1;      // how many it may hold at once
     std::uint64_t dropped = 0;
     std::uint64_t attrs_sent = 0;    // stream-attribute version it has
     std::uint64_t retired_sent = 0;  // retired-segment sequence it has

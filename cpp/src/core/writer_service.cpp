@@ -225,6 +225,7 @@ void Writer::Impl::handshake(Pending& c, const net::Frame& f) {
   p.fd = std::move(c.fd);
   p.in = std::move(c.in);
   p.plane = plane;
+  p.prefetch = hello.prefetch;
   p.who = "reader " + std::to_string(id) + " (pid " + std::to_string(hello.pid) + ", " + c.who +
           ", group '" + group + "', " + plane + ")";
   p.attrs_sent = 0;
