@@ -14,6 +14,7 @@ namespace {
 
 // Ranges per request: keeps a request frame well under the frame limit.
 constexpr std::size_t kRangesPerRequest = 1u << 16;
+constexpr std::uint64_t kSpinReplyBytes = 256u << 10;
 
 class TcpReader final : public DataPlaneReader {
  public:
@@ -58,7 +59,9 @@ class TcpReader final : public DataPlaneReader {
         total += c.length;
       }
       expect(net::send_all(fd_.get(), wire::encode(req), deadline()), "sending a read request");
-      net::spin_until_readable(fd_.get(), std::chrono::microseconds(50));
+      // A small reply arrives faster than a wake-up from poll: spin for it. A large one
+      // would only burn the core the writer needs to send it.
+      if (total <= kSpinReplyBytes) net::spin_until_readable(fd_.get(), std::chrono::microseconds(50));
       net::Frame f;
       expect(net::read_frame(fd_.get(), f, deadline()), "waiting for step data");
       if (f.header.type == wire::MsgType::Error) {
