@@ -1,7 +1,8 @@
 # Two entry points for a fresh machine (both idempotent, both install what they need):
 #   make demo   - a writer and a reader process streaming, printing live throughput
 #   make test   - C++ unit tests and the Python conformance suite
-# Other targets: make bench (end-to-end and micro benchmarks), make clean.
+# Other targets: make bench (end-to-end and micro benchmarks), make tsan / make asan (the
+# C++ tests under ThreadSanitizer / AddressSanitizer), make clean.
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -15,7 +16,7 @@ BENCH_PIP_PACKAGES := adios2
 STAMP := $(VENV)/.twinstream-deps
 CPP_BUILD := build/cpp
 
-.PHONY: all deps apt-deps build install cpp test test-cpp test-python demo bench clean
+.PHONY: all deps apt-deps build install cpp test test-cpp test-python demo bench tsan asan clean
 
 all: build
 
@@ -64,6 +65,13 @@ demo: install
 bench: install cpp
 	$(PIP) install -q $(BENCH_PIP_PACKAGES)
 	$(PY) bench/run_all.py
+
+# Sanitizer runs of the C++ tests (the stream tests run writer, service and reader threads).
+tsan asan: deps
+	PATH=$(abspath $(VENV))/bin:$$PATH cmake --preset $@ -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja >/dev/null
+	PATH=$(abspath $(VENV))/bin:$$PATH cmake --build build/$@ -j $(JOBS)
+	cd build/$@ && TSAN_OPTIONS="suppressions=$(abspath tests/cpp/tsan.supp) halt_on_error=1" \
+	  ../../$(VENV)/bin/ctest --output-on-failure --timeout 300
 
 clean:
 	rm -rf build dist *.egg-info

@@ -205,45 +205,30 @@ IoStatus recvv_all(int fd, iovec* iov, std::size_t cnt, Deadline deadline) {
     --cnt;
   }
   while (cnt > 0) {
-    const ssize_t n = ::readv(fd, iov, static_cast<int>(std::min<std::size_t>(cnt, IOV_MAX)));
+    // Read first (non-blocking, whatever the socket's mode): when the bytes are already
+    // there this saves the poll, and a blocking socket never blocks past the deadline.
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = std::min<std::size_t>(cnt, IOV_MAX);
+    const ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
     if (n > 0) {
       advance(iov, cnt, static_cast<std::size_t>(n));
       continue;
     }
     if (n == 0) return IoStatus::Closed;
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      const auto st = wait_readable(fd, deadline);
-      if (st != IoStatus::Ok) return st;
-      continue;
-    }
-    return IoStatus::Closed;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return IoStatus::Closed;
+    // Closed here means hang-up or error with nothing left to read (POLLIN would be set
+    // if bytes were still queued).
+    const auto st = wait_readable(fd, deadline);
+    if (st != IoStatus::Ok) return st;
   }
   return IoStatus::Ok;
 }
 
 IoStatus recv_exact(int fd, std::span<std::byte> out, Deadline deadline) {
-  std::size_t got = 0;
-  while (got < out.size()) {
-    // Read first: when the bytes are already there this saves the poll.
-    const ssize_t n = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
-    if (n > 0) {
-      got += static_cast<std::size_t>(n);
-      continue;
-    }
-    if (n == 0) return IoStatus::Closed;
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return IoStatus::Closed;
-    const auto st = wait_readable(fd, deadline);
-    if (st == IoStatus::Timeout) return st;
-    // On Closed, loop once more: a hang-up can leave bytes to read.
-    if (st == IoStatus::Closed) {
-      const ssize_t last = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
-      if (last <= 0) return IoStatus::Closed;
-      got += static_cast<std::size_t>(last);
-    }
-  }
-  return IoStatus::Ok;
+  iovec iov{out.data(), out.size()};
+  return recvv_all(fd, &iov, 1, deadline);
 }
 
 bool spin_until_readable(int fd, std::chrono::microseconds budget) {

@@ -1,0 +1,153 @@
+// Writer and reader through the public C++ API, on every data plane, in one process (the
+// writer on its own thread). Mostly here so that the sanitizer presets (asan, tsan)
+// exercise the threaded paths; the full conformance suite is tests/python.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "twinstream/twinstream.hpp"
+
+namespace twinstream {
+namespace {
+
+class StreamTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("twinstream-stream-test-" + std::to_string(::getpid()) + "-" + GetParam() + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  Options writer_options(Options extra = {}) const {
+    extra["dir"] = dir_.string();
+    extra["min_readers"] = "1";
+    extra["open_timeout"] = "30";
+    extra["close_timeout"] = "30";
+    return extra;
+  }
+  Options reader_options(Options extra = {}) const {
+    extra["dir"] = dir_.string();
+    extra["data_plane"] = GetParam();
+    extra["timeout"] = "30";
+    return extra;
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_P(StreamTest, EveryStepArrivesIntactInOrder) {
+  constexpr int kSteps = 40;
+  std::thread writer([&] {
+    Writer w("s", writer_options());
+    w.set_attribute("units", std::string("lj"));
+    for (int i = 0; i < kSteps; ++i) {
+      const std::uint64_t n = 1000 + 5000 * (i % 7);  // sizes change: slots grow and shrink
+      std::vector<double> x(n);
+      for (std::uint64_t k = 0; k < n; ++k) x[k] = i * 1e6 + static_cast<double>(k);
+      w.begin_step();
+      w.put("x", DType::Float64, {n}, x.data());
+      auto y = w.reserve("y", DType::Int32, {3});
+      const std::int32_t vals[3] = {i, -i, 7};
+      std::memcpy(y.data(), vals, sizeof vals);
+      w.set_step_attribute("step", std::int64_t{i});
+      w.end_step();
+    }
+    w.close();
+  });
+  Reader r("s", reader_options());
+  int seen = 0;
+  while (r.begin_step() == StepStatus::Ok) {
+    const auto i = static_cast<int>(r.step_index());
+    EXPECT_EQ(i, seen);
+    auto x = r.get("x");
+    const auto* xd = reinterpret_cast<const double*>(x.data);
+    ASSERT_EQ(x.shape, (Dims{1000 + 5000 * static_cast<std::uint64_t>(i % 7)}));
+    EXPECT_EQ(xd[0], i * 1e6);
+    EXPECT_EQ(xd[x.shape[0] - 1], i * 1e6 + static_cast<double>(x.shape[0] - 1));
+    std::int32_t y[3];
+    r.get_into("y", Box{{0}, {3}}, y, sizeof y);
+    EXPECT_EQ(y[0], i);
+    EXPECT_EQ(y[1], -i);
+    EXPECT_EQ(std::get<std::int64_t>(r.step_attributes().at("step")), i);
+    EXPECT_EQ(std::get<std::string>(r.stream_attributes().at("units")), "lj");
+    r.end_step();
+    ++seen;
+  }
+  EXPECT_EQ(seen, kSteps);
+  EXPECT_EQ(r.stats().data_plane, GetParam());
+  writer.join();
+}
+
+TEST_P(StreamTest, BoxSelectionAcrossBlocks) {
+  std::thread writer([&] {
+    Writer w("box", writer_options());
+    std::vector<float> left(8 * 4), right(8 * 4);
+    for (int r = 0; r < 8; ++r) {
+      for (int c = 0; c < 4; ++c) {
+        left[r * 4 + c] = static_cast<float>(r * 8 + c);
+        right[r * 4 + c] = static_cast<float>(r * 8 + c + 4);
+      }
+    }
+    w.begin_step();
+    w.put("f", DType::Float32, {8, 8}, {0, 0}, {8, 4}, left.data());
+    w.put("f", DType::Float32, {8, 8}, {0, 4}, {8, 4}, right.data());
+    w.end_step();
+    w.close();
+  });
+  Reader r("box", reader_options());
+  ASSERT_EQ(r.begin_step(), StepStatus::Ok);
+  auto v = r.get("f", Box{{2, 2}, {3, 4}});
+  const auto* f = reinterpret_cast<const float*>(v.data);
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 4; ++j) EXPECT_EQ(f[i * 4 + j], static_cast<float>((2 + i) * 8 + 2 + j));
+  }
+  r.end_step();
+  EXPECT_EQ(r.begin_step(), StepStatus::EndOfStream);
+  writer.join();
+}
+
+TEST_P(StreamTest, DropNewestNeverBlocksAndCountsDrops) {
+  constexpr int kSteps = 30;
+  std::atomic<bool> writer_done{false};
+  std::thread writer([&] {
+    Writer w("drops", writer_options({{"queue_policy", "drop_newest"}, {"queue_limit", "2"}}));
+    std::uint64_t v = 0;
+    for (int i = 0; i < kSteps; ++i) {
+      w.begin_step();
+      v = static_cast<std::uint64_t>(i);
+      w.put("v", DType::UInt64, {1}, &v);
+      w.end_step();
+    }
+    writer_done = true;
+    w.close();
+  });
+  Reader r("drops", reader_options());
+  ASSERT_EQ(r.begin_step(), StepStatus::Ok);  // holds step 0 until the writer is done
+  for (int i = 0; i < 6000 && !writer_done; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // bounded: 30 s at most
+  }
+  ASSERT_TRUE(writer_done) << "drop_newest blocked the writer";
+  std::uint64_t last = r.step_index();
+  int got = 1;
+  r.end_step();
+  while (r.begin_step() == StepStatus::Ok) {
+    EXPECT_GT(r.step_index(), last);
+    last = r.step_index();
+    ++got;
+    r.end_step();
+  }
+  EXPECT_EQ(got + static_cast<int>(r.stats().dropped), kSteps);
+  EXPECT_GT(r.stats().dropped, 0u);
+  writer.join();
+}
+
+INSTANTIATE_TEST_SUITE_P(Planes, StreamTest, ::testing::Values("inproc", "shm", "tcp"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace twinstream
