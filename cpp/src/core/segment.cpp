@@ -17,7 +17,8 @@ Segment::Segment(std::uint32_t id, std::size_t size, const std::string& shm_pref
     shm_ = shm::SharedMemory::create(shm::segment_name(shm_prefix, id), size);
     data_ = shm_.data();
   } else {
-    data_ = static_cast<std::byte*>(std::aligned_alloc(4096, size));
+    // aligned_alloc wants a size that is a multiple of the alignment.
+    data_ = static_cast<std::byte*>(std::aligned_alloc(4096, (size + 4095) & ~std::size_t{4095}));
     if (!data_) throw std::bad_alloc();
   }
 }
