@@ -7,8 +7,10 @@ arrays are read-only views into the writer's shared memory where the data plane 
 
 from __future__ import annotations
 
+import atexit
 import enum
 import inspect
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -151,11 +153,23 @@ class StepWriter:
         return self._w.reserve(name, _dtype_name(np.dtype(dtype)), list(gshape), list(start), list(count))
 
 
+# Writers still open when the interpreter exits are closed then (readers drain, shared
+# memory and the contact file are removed): module-level writers are never collected.
+_open_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_writers() -> None:
+    for w in list(_open_writers):
+        w.close()
+
+
 class Writer:
     """Publishing side of a stream. Use ``ts.open(name, "w", ...)``."""
 
     def __init__(self, name: str, **options: Any):
         self._w = _core.Writer(name, _options(options))
+        _open_writers.add(self)
         self.name = name
         self.attrs = _Attrs(self._w.set_attribute)
         self._current: StepWriter | None = None

@@ -246,3 +246,34 @@ def test_reader_blocked_in_begin_step_releases_the_gil(ctx, plane):
     ctx.fire(go)
     assert consume(r)[0]["index"] == 0
     assert w.result()["ok"]
+
+
+@pytest.mark.timeout(60)
+def test_writer_left_open_at_exit_is_closed_cleanly(ctx, remote_plane):
+    """A script that never closes its writer (no `with`, module level) still ends the
+    stream when it exits: readers drain and see the end, and nothing is left in /dev/shm
+    or the rendezvous directory."""
+    import subprocess
+    import sys
+
+    plane = remote_plane
+
+    script = (
+        "import numpy as np, twinstream as ts\n"
+        f"w = ts.open({ctx.name!r}, 'w', dir={str(ctx.dir)!r}, min_readers=1, open_timeout=30)\n"
+        "for i in range(5):\n"
+        "    w.begin_step(); w._current.put('x', np.full(3, i)); w.end_step()\n"
+        "print('PREFIX', open(w.contact_path).read().split('shm_prefix ')[1].split()[0], flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        with ts.open(ctx.name, "r", dir=str(ctx.dir), data_plane=plane, timeout=30) as r:
+            seen = [step.index for step in r]
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert seen == list(range(5))
+    prefix = out.split("PREFIX ")[1].strip()
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(prefix + "-")]
+    assert not ctx.contact_path().exists()
