@@ -41,6 +41,11 @@ void Fd::reset() {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
+std::string format_address(const std::string& host, std::uint16_t port) {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
 namespace {
 addrinfo* resolve(const std::string& host, std::uint16_t port, bool passive) {
   addrinfo hints{};
@@ -96,7 +101,7 @@ Fd listen_tcp(const std::string& host, std::uint16_t port, std::uint16_t* bound_
     return fd;
   }
   ::freeaddrinfo(res);
-  throw ConnectionError("cannot listen on " + host + ":" + std::to_string(port) + ": " +
+  throw ConnectionError("cannot listen on " + format_address(host, port) + ": " +
                         last_error + "; pick another host/port option");
 }
 
@@ -130,7 +135,7 @@ Fd connect_tcp(const std::string& host, std::uint16_t port, Deadline deadline) {
     return fd;
   }
   ::freeaddrinfo(res);
-  throw ConnectionError("cannot connect to " + host + ":" + std::to_string(port) + ": " +
+  throw ConnectionError("cannot connect to " + format_address(host, port) + ": " +
                         last_error);
 }
 

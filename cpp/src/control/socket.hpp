@@ -69,6 +69,8 @@ bool spin_until_readable(int fd, std::chrono::microseconds budget);
 /// Waits until fd is readable. Ok, Timeout, or Closed (error/hang-up).
 IoStatus wait_readable(int fd, Deadline deadline);
 
+/// "host:port", with IPv6 hosts in brackets ("[::1]:5000").
+std::string format_address(const std::string& host, std::uint16_t port);
 /// "hostname/boot-id": equal on two processes of one host (one kernel).
 const std::string& host_id();
 /// Text of errno for messages.

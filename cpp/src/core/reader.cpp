@@ -94,7 +94,7 @@ void Reader::Impl::connect(net::Deadline deadline) {
     if (c) {
       try {
         contact_ = *c;
-        peer_ = c->host + ":" + std::to_string(c->port);
+        peer_ = net::format_address(c->host, c->port);
         ctrl_ = net::connect_tcp(c->host, c->port, std::min(deadline, net::deadline_after(5.0)));
         net::tune_stream_socket(ctrl_.get(), false);
         wire::Hello hello;

@@ -32,7 +32,7 @@ Writer::Impl::Impl(std::string name, WriterOptions options)
   if (auto old = read_contact(contact_path_, &why)) {
     if (contact_is_live(*old)) {
       throw Error("stream '" + name_ + "' already has a live writer (pid " +
-                  std::to_string(old->pid) + ", " + old->host + ":" + std::to_string(old->port) +
+                  std::to_string(old->pid) + ", " + net::format_address(old->host, old->port) +
                   ", contact file " + contact_path_ + "); stop it or choose another name");
     }
     log::warn("stream '" + name_ + "': replacing the stale contact file " + contact_path_ +
@@ -62,7 +62,7 @@ Writer::Impl::Impl(std::string name, WriterOptions options)
   c.pid = static_cast<std::uint32_t>(::getpid());
   c.host_id = net::host_id();
   c.shm_prefix = shm_prefix_;
-  address_ = c.host + ":" + std::to_string(port);
+  address_ = net::format_address(c.host, port);
   write_contact(contact_path_, c);
   service_ = std::thread([this] { serve(); });
   log::info("stream '" + name_ + "': writer listening on " + address_ + ", contact file " +

@@ -35,7 +35,7 @@ std::string peer_address(int fd) {
     ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
     port = ntohs(a->sin6_port);
   }
-  return std::string(host) + ":" + std::to_string(port);
+  return net::format_address(host, port);
 }
 }  // namespace
 

@@ -20,7 +20,7 @@ class TcpReader final : public DataPlaneReader {
  public:
   explicit TcpReader(const ReaderContext& ctx)
       : stream_(ctx.stream), timeout_(ctx.io_timeout) {
-    peer_ = ctx.contact.host + ":" + std::to_string(ctx.contact.port);
+    peer_ = net::format_address(ctx.contact.host, ctx.contact.port);
     fd_ = net::connect_tcp(ctx.contact.host, ctx.contact.port, net::deadline_after(timeout_));
     net::tune_stream_socket(fd_.get(), true);
     wire::Hello hello;
