@@ -26,14 +26,13 @@ class Writer:
     def put(
         self,
         name: str,
-        dtype: str,
         shape: list[int],
         start: list[int],
         count: list[int],
         data: np.ndarray,
     ) -> None: ...
     def reserve(
-        self, name: str, dtype: str, shape: list[int], start: list[int], count: list[int]
+        self, name: str, dtype: np.dtype, shape: list[int], start: list[int], count: list[int]
     ) -> np.ndarray: ...
     def set_step_attribute(self, name: str, value: Any) -> None: ...
     def set_attribute(self, name: str, value: Any) -> None: ...

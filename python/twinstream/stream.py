@@ -29,20 +29,14 @@ __all__ = [
     "open",
 ]
 
-# numpy spells the extended types by bit width; the wire uses the portable names.
-_EXTENDED = {
-    np.dtype(np.longdouble): "longdouble",
-    np.dtype(np.clongdouble): "clongdouble",
-}
-
-
-def _dtype_name(dt: np.dtype) -> str:
+def _numeric(dt: Any) -> np.dtype:
+    """The dtype in native byte order, if twinstream carries it."""
     dt = np.dtype(dt)
     if dt.kind not in "biufc":
         raise _core.InvalidArgument(
             f"dtype {dt} is not numeric; twinstream carries bool, integer, float and complex arrays"
         )
-    return _EXTENDED.get(dt.newbyteorder("="), dt.name)
+    return dt.newbyteorder("=")
 
 
 def _options(opts: Mapping[str, Any]) -> dict[str, str]:
@@ -131,10 +125,11 @@ class StepWriter:
         (``shape`` is the global shape, ``start`` the block's corner).
         """
         a = _native(array, dtype)
+        _numeric(a.dtype)
         count = a.shape
         shape = tuple(shape) if shape is not None else count
         start = tuple(start) if start is not None else (0,) * len(shape)
-        self._w.put(name, _dtype_name(a.dtype), list(shape), list(start), list(count), a)
+        self._w.put(name, list(shape), list(start), list(count), a)
 
     def reserve(
         self,
@@ -150,7 +145,7 @@ class StepWriter:
         count = (shape,) if isinstance(shape, int) else tuple(shape)
         gshape = tuple(global_shape) if global_shape is not None else count
         start = tuple(start) if start is not None else (0,) * len(gshape)
-        return self._w.reserve(name, _dtype_name(np.dtype(dtype)), list(gshape), list(start), list(count))
+        return self._w.reserve(name, _numeric(dtype), list(gshape), list(start), list(count))
 
 
 # Writers still open when the interpreter exits are closed then (readers drain, shared

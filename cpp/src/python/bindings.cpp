@@ -50,10 +50,9 @@ py::array make_array(DType dtype, const Dims& shape, const void* data,
   return a;
 }
 
-// numpy names extended precision by bit width (float128, complex256); map by kind and
-// size so that every numpy numeric dtype is accepted.
-DType dtype_of_array(const py::array& a) {
-  const py::dtype dt = a.dtype();
+// The one place numpy dtypes become twinstream dtypes. numpy names extended precision by
+// bit width (float128, complex256); map it by kind and size.
+DType dtype_of(const py::dtype& dt) {
   if (dt.kind() == 'f' && dt.itemsize() == 16) return DType::LongDouble;
   if (dt.kind() == 'c' && dt.itemsize() == 32) return DType::ComplexLongDouble;
   return dtype_from_name(py::str(dt.attr("name")).cast<std::string>());
@@ -67,7 +66,7 @@ AttributeValue to_attribute(const py::handle& v) {
   if (py::isinstance<py::array>(v)) {
     auto a = py::array::ensure(v, py::array::c_style);
     ArrayAttribute out;
-    out.dtype = dtype_of_array(a);
+    out.dtype = dtype_of(a.dtype());
     for (py::ssize_t d = 0; d < a.ndim(); ++d) out.shape.push_back(static_cast<std::uint64_t>(a.shape(d)));
     out.bytes.resize(static_cast<std::size_t>(a.nbytes()));
     std::memcpy(out.bytes.data(), a.data(), out.bytes.size());
@@ -172,24 +171,23 @@ PYBIND11_MODULE(_core, m) {
       .def("close", &Writer::close, py::call_guard<py::gil_scoped_release>())
       .def(
           "put",
-          [](Writer& w, const std::string& name, const std::string& dtype,
-             const std::vector<std::uint64_t>& shape, const std::vector<std::uint64_t>& start,
-             const std::vector<std::uint64_t>& count, const py::array& data) {
+          [](Writer& w, const std::string& name, const std::vector<std::uint64_t>& shape,
+             const std::vector<std::uint64_t>& start, const std::vector<std::uint64_t>& count,
+             const py::array& data) {
             // `data` is C-contiguous (the Python layer ensures it) and stays referenced
             // while the GIL is released.
-            const auto dt = dtype_from_name(dtype);
+            const auto dt = dtype_of(data.dtype());
             const void* p = data.data();
             py::gil_scoped_release nogil;
             w.put(name, dt, to_dims(shape), to_dims(start), to_dims(count), p);
           },
-          py::arg("name"), py::arg("dtype"), py::arg("shape"), py::arg("start"), py::arg("count"),
-          py::arg("data"))
+          py::arg("name"), py::arg("shape"), py::arg("start"), py::arg("count"), py::arg("data"))
       .def(
           "reserve",
-          [](Writer& w, const std::string& name, const std::string& dtype,
+          [](Writer& w, const std::string& name, const py::dtype& dtype,
              const std::vector<std::uint64_t>& shape, const std::vector<std::uint64_t>& start,
              const std::vector<std::uint64_t>& count) {
-            const auto dt = dtype_from_name(dtype);
+            const auto dt = dtype_of(dtype);
             auto mem = w.reserve_shared(name, dt, to_dims(shape), to_dims(start), to_dims(count));
             std::byte* p = mem.get();
             return make_array(dt, to_dims(count), p, std::move(mem), true);
@@ -278,7 +276,7 @@ PYBIND11_MODULE(_core, m) {
               throw InvalidArgument("stream '" + r.name() + "': get(out=...) needs a writable "
                                     "C-contiguous array");
             }
-            if (const auto* v = r.find(name); v && dtype_of_array(out) != v->dtype) {
+            if (const auto* v = r.find(name); v && dtype_of(out.dtype()) != v->dtype) {
               throw InvalidArgument("stream '" + r.name() + "' variable '" + name + "' is " +
                                     std::string(dtype_name(v->dtype)) + "; get(out=...) was given " +
                                     py::str(out.dtype()).cast<std::string>() +

@@ -1,4 +1,4 @@
-#include "twinstream/errors.hpp"
+// Library-wide facts: version and the data planes this build knows.
 
 #include "transport/registry.hpp"
 #include "twinstream/twinstream.hpp"
