@@ -234,9 +234,13 @@ StepStatus Reader::Impl::begin_step(double timeout) {
     } catch (const Unavailable&) {
       // Step memory that was announced but is gone: the writer gave up on this reader
       // (close_timeout) and closed. Said as such; otherwise the plane's reason stands.
-      if (!ctrl_in_.fill(ctrl_.get())) {
-        writer_lost("closed the stream (close_timeout) before this reader took step " +
-                    std::to_string(step_.index) + "; its memory is gone");
+      // Drain what is queued on the control connection: the hang-up comes after it.
+      for (auto before = ctrl_in_.buffered();; before = ctrl_in_.buffered()) {
+        if (!ctrl_in_.fill(ctrl_.get())) {
+          writer_lost("closed the stream (close_timeout) before this reader took step " +
+                      std::to_string(step_.index) + "; its memory is gone");
+        }
+        if (ctrl_in_.buffered() == before) break;
       }
       throw;
     }
