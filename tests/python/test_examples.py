@@ -11,11 +11,12 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 
 def run(*args: str) -> str:
+    """stdout of the example; a failure shows both streams."""
     proc = subprocess.run(
         [sys.executable, *args], cwd=EXAMPLES, capture_output=True, text=True, timeout=120
     )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout + "\n--- stderr:\n" + proc.stderr
 
 
 @pytest.mark.timeout(150)
@@ -26,7 +27,9 @@ def test_demo_streams_to_both_readers():
         ("analysis", "tcp", "tcp"),
         ("trainer", "shm", "shm"),
     ], out
-    published = int(re.search(r"simulation: (\d+) steps", out).group(1))
+    simulation = re.search(r"simulation: (\d+) steps", out)
+    assert simulation, out
+    published = int(simulation.group(1))
     # Under queue_policy=block every reader gets every step.
     assert all(int(n) == published for _, _, n, _ in finals), out
 
