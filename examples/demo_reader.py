@@ -4,6 +4,7 @@ prints live throughput once a second."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import twinstream as ts
@@ -12,6 +13,13 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--plane", default="auto")
 ap.add_argument("--label", default="reader")
 args = ap.parse_args()
+
+
+def say(line: str) -> None:
+    # One write per whole line: the demo's processes share one terminal or pipe.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
 
 with ts.open("demo", "r", data_plane=args.plane, timeout=30) as r:
     t0 = last = time.perf_counter()
@@ -25,7 +33,7 @@ with ts.open("demo", "r", data_plane=args.plane, timeout=30) as r:
         steps += 1
         now = time.perf_counter()
         if now - last >= 1.0:
-            print(f"{args.label}: step {step.index:5d}  {window_bytes / (now - last) / 1e9:6.2f} GB/s", flush=True)
+            say(f"{args.label}: step {step.index:5d}  {window_bytes / (now - last) / 1e9:6.2f} GB/s")
             last, window_bytes = now, 0
     elapsed = time.perf_counter() - t0
-print(f"{args.label}: {steps} steps, {nbytes / elapsed / 1e9:.2f} GB/s average over {r.stats()['data_plane']}")
+say(f"{args.label}: {steps} steps, {nbytes / elapsed / 1e9:.2f} GB/s average over {r.stats()['data_plane']}")

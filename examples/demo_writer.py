@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -34,7 +35,9 @@ with ts.open("demo", "w", queue_limit=4, min_readers=2, open_timeout=30) as w:
             s.attrs["time"] = step * 0.005
         step += 1
     stats = w.stats()
-print(
+# One write for the whole line: the demo's processes share one terminal or pipe.
+sys.stdout.write(
     f"simulation: {stats['steps']} steps, {stats['bytes'] / 1e9:.2f} GB published, "
-    f"waited {stats['blocked_s']:.2f} s on slow readers"
+    f"waited {stats['blocked_s']:.2f} s on slow readers\n"
 )
+sys.stdout.flush()
