@@ -146,6 +146,24 @@ TEST_P(StreamTest, DropNewestNeverBlocksAndCountsDrops) {
   writer.join();
 }
 
+TEST_P(StreamTest, RefusedPutLeavesTheStepAsItWas) {
+  std::thread writer([&] {
+    Writer w("refused", writer_options());
+    const double one = 1.0;
+    w.begin_step();
+    EXPECT_THROW(w.put("x", DType::Float64, {4}, nullptr), InvalidArgument);
+    w.put("y", DType::Float64, {1}, &one);
+    w.end_step();
+    w.close();
+  });
+  Reader r("refused", reader_options());
+  ASSERT_EQ(r.begin_step(), StepStatus::Ok);
+  EXPECT_EQ(r.find("x"), nullptr);
+  ASSERT_NE(r.find("y"), nullptr);
+  r.end_step();
+  writer.join();
+}
+
 INSTANTIATE_TEST_SUITE_P(Planes, StreamTest, ::testing::Values("inproc", "shm", "tcp"),
                          [](const auto& info) { return info.param; });
 

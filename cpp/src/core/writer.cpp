@@ -163,22 +163,21 @@ wire::VariableMeta& Writer::Impl::variable_for(std::string_view name, DType dtyp
   return v;
 }
 
-std::byte* Writer::Impl::add_block(std::string_view name, DType dtype, const Dims& shape,
-                                   const Dims& start, const Dims& count, std::uint32_t* segment) {
+Writer::Impl::Block Writer::Impl::add_block(std::string_view name, DType dtype,
+                                            const Dims& shape, const Dims& start,
+                                            const Dims& count) {
   auto& v = variable_for(name, dtype, shape, start, count);
   const std::uint64_t nbytes = element_count(count) * dtype_size(dtype);
   const auto a = slot_->allocate(nbytes, [this](std::size_t n) { return new_segment(n); });
   v.blocks.push_back({start, count, a.segment, a.offset, nbytes});
-  if (segment) *segment = a.segment;
-  return a.data;
+  return {{a.data, nbytes}, a.segment};
 }
 
 std::shared_ptr<std::byte> Writer::Impl::reserve_shared(std::string_view name, DType dtype,
                                                         const Dims& shape, const Dims& start,
                                                         const Dims& count) {
-  std::uint32_t seg = 0;
-  std::byte* p = add_block(name, dtype, shape, start, count, &seg);
-  return {segments_->find(seg), p};
+  const auto block = add_block(name, dtype, shape, start, count);
+  return {segments_->find(block.segment), block.bytes.data()};
 }
 
 void Writer::Impl::abort_step() {
@@ -192,18 +191,18 @@ void Writer::Impl::abort_step() {
 
 void Writer::Impl::put(std::string_view name, DType dtype, const Dims& shape, const Dims& start,
                        const Dims& count, const void* data) {
-  std::byte* dst = add_block(name, dtype, shape, start, count);
-  const auto nbytes = element_count(count) * dtype_size(dtype);
-  if (nbytes > 0) {
-    if (!data) throw InvalidArgument("stream '" + name_ + "': put of '" + std::string(name) + "' with no data");
-    std::memcpy(dst, data, nbytes);
+  // Checked before the block is added, so that a refused put leaves the step as it was.
+  if (!data && element_count(count) != 0) {
+    throw InvalidArgument("stream '" + name_ + "': put of '" + std::string(name) +
+                          "' with no data");
   }
+  const auto block = add_block(name, dtype, shape, start, count);
+  if (!block.bytes.empty()) std::memcpy(block.bytes.data(), data, block.bytes.size());
 }
 
 std::span<std::byte> Writer::Impl::reserve(std::string_view name, DType dtype, const Dims& shape,
                                            const Dims& start, const Dims& count) {
-  std::byte* dst = add_block(name, dtype, shape, start, count);
-  return {dst, element_count(count) * dtype_size(dtype)};
+  return add_block(name, dtype, shape, start, count).bytes;
 }
 
 namespace {

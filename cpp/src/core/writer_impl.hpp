@@ -82,8 +82,13 @@ class Writer::Impl final : public transport::StepAccess {
   wire::VariableMeta& variable_for(std::string_view name, DType dtype, const Dims& shape,
                                    const Dims& start, const Dims& count);
   std::shared_ptr<Segment> new_segment(std::size_t min_size);
-  std::byte* add_block(std::string_view name, DType dtype, const Dims& shape, const Dims& start,
-                       const Dims& count, std::uint32_t* segment = nullptr);
+  // Step memory for a new block of `name`, and the segment it lies in.
+  struct Block {
+    std::span<std::byte> bytes;
+    std::uint32_t segment = 0;
+  };
+  Block add_block(std::string_view name, DType dtype, const Dims& shape, const Dims& start,
+                  const Dims& count);
 
   // Delivery (under mu_).
   void send(Peer& p, const std::vector<std::byte>& frame);
