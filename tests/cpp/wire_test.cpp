@@ -326,6 +326,7 @@ Hello sample_hello() {
   h.data_plane = "shm";
   h.host_id = "node17:5e1b4d6f-boot";
   h.pid = 4242;
+  h.prefetch = 7;  // not the default, so the round trip shows
   return h;
 }
 
@@ -701,6 +702,7 @@ TEST(WireRoundTrip, Hello) {
   EXPECT_EQ(got.data_plane, h.data_plane);
   EXPECT_EQ(got.host_id, h.host_id);
   EXPECT_EQ(got.pid, h.pid);
+  EXPECT_EQ(got.prefetch, h.prefetch);
 
   Hello limits = h;
   limits.role = Role::Control;

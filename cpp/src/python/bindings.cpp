@@ -115,6 +115,14 @@ py::list option_docs(std::span<const OptionDoc> docs) {
 
 Dims to_dims(const std::vector<std::uint64_t>& v) { return Dims(v.begin(), v.end()); }
 
+// Opens a Writer or Reader without the GIL: a reader waits for its writer here.
+template <typename Stream>
+std::unique_ptr<Stream> open_stream(const std::string& name, const py::dict& opts) {
+  auto o = to_options(opts);
+  py::gil_scoped_release nogil;
+  return std::make_unique<Stream>(name, o);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -159,12 +167,7 @@ PYBIND11_MODULE(_core, m) {
   });
 
   py::class_<Writer>(m, "Writer")
-      .def(py::init([](const std::string& name, const py::dict& opts) {
-             auto o = to_options(opts);
-             py::gil_scoped_release nogil;
-             return std::make_unique<Writer>(name, o);
-           }),
-           py::arg("name"), py::arg("options"))
+      .def(py::init(&open_stream<Writer>), py::arg("name"), py::arg("options"))
       .def("begin_step", &Writer::begin_step, py::call_guard<py::gil_scoped_release>())
       .def("end_step", &Writer::end_step, py::call_guard<py::gil_scoped_release>())
       .def("abort_step", &Writer::abort_step)
@@ -217,12 +220,7 @@ PYBIND11_MODULE(_core, m) {
       });
 
   py::class_<Reader>(m, "Reader")
-      .def(py::init([](const std::string& name, const py::dict& opts) {
-             auto o = to_options(opts);
-             py::gil_scoped_release nogil;
-             return std::make_unique<Reader>(name, o);
-           }),
-           py::arg("name"), py::arg("options"))
+      .def(py::init(&open_stream<Reader>), py::arg("name"), py::arg("options"))
       .def(
           "begin_step",
           [](Reader& r, double timeout) {
