@@ -63,8 +63,7 @@ void BM_QueueCycle(benchmark::State& state) {
     for (ReaderId r = 1; r <= readers; ++r) s.pending.insert(r);
     q.publish(std::move(s));
     for (ReaderId r = 1; r <= readers; ++r) {
-      auto* next = q.next_for(r);
-      q.hold(*next, r);
+      auto* next = q.take_next(r, 1, nullptr, nullptr);
       if (auto slot = q.ack(r, next->index)) free.push_back(std::move(slot));
     }
   }

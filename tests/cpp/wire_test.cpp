@@ -170,6 +170,8 @@ void expect_steps_eq(const StepMeta& a, const StepMeta& b) {
   if (a.stream_attributes && b.stream_attributes) {
     EXPECT_EQ(*a.stream_attributes, *b.stream_attributes);
   }
+  EXPECT_EQ(a.flags, b.flags);
+  EXPECT_EQ(a.source, b.source);
 }
 
 std::uint64_t elements(const Dims& d) {
@@ -290,6 +292,8 @@ StepMeta rich_step() {
   bounds.bytes = raw_bytes(std::vector<float>{0, 1, 0, 1});
   stream["bounds"] = bounds;
   m.stream_attributes = stream;
+  m.flags = kRedelivered | kBatch;
+  m.source = "run-07";
   return m;
 }
 
@@ -327,6 +331,12 @@ Hello sample_hello() {
   h.host_id = "node17:5e1b4d6f-boot";
   h.pid = 4242;
   h.prefetch = 7;  // not the default, so the round trip shows
+  h.latest = true;
+  h.shuffle.window = 9;
+  h.shuffle.batch_size = 17;
+  h.shuffle.seed = 0xfeedfacecafebeefull;
+  h.shuffle.passes = 3;
+  h.shuffle.variables = {"x", "labels"};
   return h;
 }
 
@@ -409,6 +419,8 @@ struct RawStep {
   Writer attributes = [](Encoder& e) { e.u32(0); };
   std::uint8_t has_stream = 0;
   Writer stream_attributes = [](Encoder& e) { e.u32(0); };
+  std::uint32_t flags = 0;
+  std::string source;
   Bytes trailing;
 
   Bytes payload() const {
@@ -438,6 +450,8 @@ struct RawStep {
     attributes(e);
     e.u8(has_stream);
     if (has_stream != 0) stream_attributes(e);
+    e.u32(flags);
+    e.str(source);
     if (!trailing.empty()) e.bytes(trailing);  // u64 length + bytes: plainly extra
     return payload_of(e);
   }
@@ -495,7 +509,7 @@ TEST(WireHeader, RoundTripsEveryType) {
 TEST(WireHeader, LayoutIsLittleEndianWithMagicFirst) {
   std::array<std::byte, kHeaderSize> buf{};
   encode_header({kProtocolVersion, MsgType::Ack, 0x01020304}, buf.data());
-  const std::array<unsigned, kHeaderSize> want{'T', 'W', 'S', '1', 1, 0, 5, 0,
+  const std::array<unsigned, kHeaderSize> want{'T', 'W', 'S', '1', kProtocolVersion, 0, 5, 0,
                                                4,   3,   2,   1,   0, 0, 0, 0};
   for (std::size_t i = 0; i < kHeaderSize; ++i) {
     EXPECT_EQ(static_cast<unsigned>(buf[i]), want[i]) << "byte " << i;
@@ -703,6 +717,8 @@ TEST(WireRoundTrip, Hello) {
   EXPECT_EQ(got.host_id, h.host_id);
   EXPECT_EQ(got.pid, h.pid);
   EXPECT_EQ(got.prefetch, h.prefetch);
+  EXPECT_EQ(got.latest, h.latest);
+  EXPECT_EQ(got.shuffle, h.shuffle);
 
   Hello limits = h;
   limits.role = Role::Control;
@@ -940,6 +956,12 @@ TEST(WireReject, HelloFields) {
     e.str(host);
     e.u32(1);
     e.u32(prefetch);
+    e.u8(0);   // latest
+    e.u32(4);  // shuffle: window, batch_size, seed, passes, variables
+    e.u32(32);
+    e.u64(0);
+    e.u32(1);
+    e.u32(0);
     return payload_of(e);
   };
   // Prefetch outside 1..64.

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace twinstream {
 
@@ -25,6 +26,16 @@ struct OptionDoc {
 enum class QueuePolicy { Block, DropOldest, DropNewest };
 
 /// Data plane names: "auto", "inproc", "shm", "tcp" (and "mpi", "fabric" when built).
+/// Parameters of a `shuffle` group (chosen by its first member).
+struct ShuffleOptions {
+  std::uint32_t window = 4;       // steps whose samples are mixed in one pass
+  std::uint32_t batch_size = 32;  // samples per delivered batch
+  std::uint64_t seed = 0;         // same seed and membership: same sequence
+  std::uint32_t passes = 1;       // passes over each window (epochs over recent data)
+  std::vector<std::string> variables;  // sampled variables; empty: every array variable
+  bool operator==(const ShuffleOptions&) const = default;
+};
+
 struct WriterOptions {
   std::uint32_t queue_limit = 2;
   QueuePolicy queue_policy = QueuePolicy::Block;
@@ -37,6 +48,9 @@ struct WriterOptions {
   bool shm = true;              // put step buffers in shared memory
   double heartbeat_interval = 0.5;
   double close_timeout = 60.0;  // seconds close() waits for readers to drain
+  std::uint32_t history = 0;    // last steps kept for a newcomer
+  bool keep_first = false;      // keep step 0 for every newcomer
+  std::string member;           // ensemble member name: publish into a fan-in stream
 };
 
 struct ReaderOptions {
@@ -48,6 +62,9 @@ struct ReaderOptions {
   double heartbeat_timeout = 10.0;
   std::uint32_t prefetch = 2;   // steps handed ahead of end_step (queue_policy=block)
   std::string dir;
+  bool latest = false;          // always take the newest step; older ones are skipped
+  ShuffleOptions shuffle;       // used when policy is shuffle
+  std::uint32_t members = 0;    // fan-in: ensemble members to expect (0: whoever comes)
 };
 
 /// Parses text options; throws InvalidArgument for an unknown key or a bad value.

@@ -27,6 +27,13 @@ std::vector<std::byte> encode(const Hello& m) {
   e.str(m.host_id);
   e.u32(m.pid);
   e.u32(m.prefetch);
+  e.u8(m.latest ? 1 : 0);
+  e.u32(m.shuffle.window);
+  e.u32(m.shuffle.batch_size);
+  e.u64(m.shuffle.seed);
+  e.u32(m.shuffle.passes);
+  e.u32(static_cast<std::uint32_t>(m.shuffle.variables.size()));
+  for (const auto& v : m.shuffle.variables) e.str(v);
   return std::move(e.finish());
 }
 
@@ -49,6 +56,19 @@ Hello decode_hello(std::span<const std::byte> p) {
   m.pid = d.u32();
   m.prefetch = d.u32();
   if (m.prefetch < 1 || m.prefetch > 64) throw ProtocolError("prefetch must be 1 to 64");
+  const auto latest = d.u8();
+  if (latest > 1) throw ProtocolError("bad latest flag");
+  m.latest = latest == 1;
+  m.shuffle.window = d.u32();
+  m.shuffle.batch_size = d.u32();
+  m.shuffle.seed = d.u64();
+  m.shuffle.passes = d.u32();
+  if (m.shuffle.window == 0 || m.shuffle.window > 4096 || m.shuffle.batch_size == 0 ||
+      m.shuffle.batch_size > 65536 || m.shuffle.passes == 0 || m.shuffle.passes > 1024) {
+    throw ProtocolError("shuffle parameters out of range");
+  }
+  const auto nvars = d.count(1024);
+  for (std::size_t i = 0; i < nvars; ++i) m.shuffle.variables.push_back(d.str(4096));
   d.finish();
   return m;
 }
@@ -120,6 +140,8 @@ std::vector<std::byte> encode(const StepMeta& m) {
   e.attributes(m.attributes);
   e.u8(m.stream_attributes ? 1 : 0);
   if (m.stream_attributes) e.attributes(*m.stream_attributes);
+  e.u32(m.flags);
+  e.str(m.source);
   return std::move(e.finish());
 }
 
@@ -180,6 +202,9 @@ StepMeta decode_step(std::span<const std::byte> p) {
   const auto has_stream = d.u8();
   if (has_stream > 1) throw ProtocolError("bad stream-attribute flag");
   if (has_stream) m.stream_attributes = d.attributes();
+  m.flags = d.u32();
+  if (m.flags & ~std::uint32_t{kRedelivered | kBatch}) throw ProtocolError("unknown step flags");
+  m.source = d.str(128);
   d.finish();
   return m;
 }

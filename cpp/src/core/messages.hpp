@@ -10,6 +10,7 @@
 #include "core/wire.hpp"
 #include "twinstream/attribute.hpp"
 #include "twinstream/dtype.hpp"
+#include "twinstream/options.hpp"
 #include "twinstream/selection.hpp"
 
 namespace twinstream::wire {
@@ -30,6 +31,8 @@ struct Hello {
   std::string host_id;           // hostname + boot id: tells "same host"
   std::uint32_t pid = 0;
   std::uint32_t prefetch = 1;    // steps the writer may hand ahead of end_step
+  bool latest = false;           // always the newest step; older ones are skipped
+  ShuffleOptions shuffle;        // policy shuffle: the group's parameters
 };
 
 /// Writer's answer to a control Hello.
@@ -73,6 +76,12 @@ struct SegmentInfo {
   std::uint64_t size = 0;
 };
 
+/// StepMeta::flags bits.
+enum StepFlags : std::uint32_t {
+  kRedelivered = 1u << 0,  // handed before to a group member that left without end_step
+  kBatch = 1u << 1,        // a shuffle batch: index is the batch number in the group
+};
+
 /// A step handed to one reader.
 struct StepMeta {
   std::uint64_t index = 0;
@@ -82,6 +91,8 @@ struct StepMeta {
   std::optional<Attributes> stream_attributes;  // present when they changed
   std::vector<SegmentInfo> segments;  // every segment a block refers to
   std::vector<std::uint32_t> retired; // segments the reader may unmap
+  std::uint32_t flags = 0;            // StepFlags
+  std::string source;                 // the ensemble member that wrote it (fan-in)
 };
 
 struct Ack {

@@ -57,8 +57,8 @@ std::string one_of(std::string_view key, const std::string& v,
   throw InvalidArgument("option " + std::string(key) + "='" + v + "' must be one of: " + list);
 }
 
-const std::array<OptionRow<WriterOptions>, 11>& writer_rows() {
-  static const std::array<OptionRow<WriterOptions>, 11> rows{{
+const std::array<OptionRow<WriterOptions>, 14>& writer_rows() {
+  static const std::array<OptionRow<WriterOptions>, 14> rows{{
       {{"queue_limit", "2", "int",
         "Most unacknowledged steps the writer keeps (at least 1; never unbounded)."},
        [](WriterOptions& o, const std::string& v) {
@@ -111,18 +111,55 @@ const std::array<OptionRow<WriterOptions>, 11>& writer_rows() {
        [](WriterOptions& o, const std::string& v) {
          o.close_timeout = parse_double("close_timeout", v);
        }},
+      {{"history", "0", "int",
+        "Last steps kept for readers that join later: a newcomer (in a group of policy all) "
+        "starts with them. They do not count against queue_limit."},
+       [](WriterOptions& o, const std::string& v) {
+         o.history = static_cast<std::uint32_t>(parse_uint("history", v, 1024));
+       }},
+      {{"keep_first", "false", "bool",
+        "Keep step 0 (initial conditions) for every reader that joins later."},
+       [](WriterOptions& o, const std::string& v) { o.keep_first = parse_bool("keep_first", v); }},
+      {{"member", "", "str",
+        "Ensemble member name: publish into a fan-in stream that readers receive from every "
+        "member at once (each step tagged with its source)."},
+       [](WriterOptions& o, const std::string& v) {
+         if (v.empty() || v.size() > 128 || v.find_first_of(std::string_view("/\\\0", 3)) != std::string::npos ||
+             v.front() == '.') {
+           throw InvalidArgument("option member='" + v +
+                                 "' must be 1-128 characters, no '/' and not starting with '.'");
+         }
+         o.member = v;
+       }},
   }};
   return rows;
 }
 
-const std::array<OptionRow<ReaderOptions>, 8>& reader_rows() {
-  static const std::array<OptionRow<ReaderOptions>, 8> rows{{
+std::vector<std::string> split_names(const std::string& v) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos <= v.size()) {
+    const auto comma = v.find(',', pos);
+    auto name = v.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (!name.empty()) out.push_back(std::move(name));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+const std::array<OptionRow<ReaderOptions>, 15>& reader_rows() {
+  static const std::array<OptionRow<ReaderOptions>, 15> rows{{
       {{"group", "", "str",
         "Reader group to join; members share a delivery policy (default: a group of its own)."},
        [](ReaderOptions& o, const std::string& v) { o.group = v; }},
       {{"policy", "all", "str",
-        "Delivery policy inside the group: all (every member gets every step)."},
-       [](ReaderOptions& o, const std::string& v) { o.policy = one_of("policy", v, {"all"}); }},
+        "Delivery policy inside the group: all (every member gets every step), round_robin "
+        "(step k to member k mod n), on_demand (the next step to whoever asks first) or "
+        "shuffle (batches of samples from a window of steps, in seeded random order)."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.policy = one_of("policy", v, {"all", "round_robin", "on_demand", "shuffle"});
+       }},
       {{"data_plane", "auto", "str",
         "How step bytes travel: auto (inproc in the writer's process, shm on its host, tcp "
         "elsewhere), inproc, shm or tcp."},
@@ -154,6 +191,43 @@ const std::array<OptionRow<ReaderOptions>, 8>& reader_rows() {
         "Rendezvous directory where the contact file is looked for (default: "
         "$TWINSTREAM_DIR, else the working directory)."},
        [](ReaderOptions& o, const std::string& v) { o.dir = v; }},
+      {{"latest", "false", "bool",
+        "Always take the newest step; older ones are skipped (counted in stats().dropped) and "
+        "the writer never waits for this reader."},
+       [](ReaderOptions& o, const std::string& v) { o.latest = parse_bool("latest", v); }},
+      {{"window", "4", "int", "shuffle: steps whose samples are mixed in one pass."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.shuffle.window = static_cast<std::uint32_t>(parse_uint("window", v, 4096));
+         if (o.shuffle.window == 0) throw InvalidArgument("option window must be at least 1");
+       }},
+      {{"batch_size", "32", "int", "shuffle: samples per batch (the last of a pass may be "
+                                   "smaller)."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.shuffle.batch_size = static_cast<std::uint32_t>(parse_uint("batch_size", v, 65536));
+         if (o.shuffle.batch_size == 0) {
+           throw InvalidArgument("option batch_size must be at least 1");
+         }
+       }},
+      {{"seed", "0", "int", "shuffle: random seed; same seed and membership, same sequence."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.shuffle.seed = parse_uint("seed", v, UINT64_MAX);
+       }},
+      {{"passes", "1", "int",
+        "shuffle: passes over each window; every sample is delivered once per pass."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.shuffle.passes = static_cast<std::uint32_t>(parse_uint("passes", v, 1024));
+         if (o.shuffle.passes == 0) throw InvalidArgument("option passes must be at least 1");
+       }},
+      {{"variables", "", "str",
+        "shuffle: comma-separated variables to sample along their first axis (default: every "
+        "variable of rank >= 1 with the first one's length)."},
+       [](ReaderOptions& o, const std::string& v) { o.shuffle.variables = split_names(v); }},
+      {{"members", "0", "int",
+        "Fan-in streams: ensemble members to expect; the stream ends when all of them have "
+        "ended (0: end when every member seen so far has ended)."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.members = static_cast<std::uint32_t>(parse_uint("members", v, 1u << 16));
+       }},
   }};
   return rows;
 }

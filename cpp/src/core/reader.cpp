@@ -106,6 +106,8 @@ void Reader::Impl::connect(net::Deadline deadline) {
         hello.host_id = net::host_id();
         hello.pid = static_cast<std::uint32_t>(::getpid());
         hello.prefetch = opt_.prefetch;
+        hello.latest = opt_.latest;
+        hello.shuffle = opt_.shuffle;
         if (net::send_all(ctrl_.get(), wire::encode(hello), deadline) != net::IoStatus::Ok) {
           throw ConnectionError("could not send its hello");
         }

@@ -42,6 +42,7 @@ Writer::Impl::Impl(std::string name, WriterOptions options)
     log::warn("stream '" + name_ + "': replacing unreadable contact file: " + why);
   }
 
+  queue_.set_retention(opt_.history, opt_.keep_first);
   token_ = random_token();
   writer_key_ = random_u64();
   if (opt_.shm) {
@@ -102,9 +103,10 @@ void Writer::Impl::begin_step() {
     }
   }
   first_step_ = false;
-  if (opt_.queue_policy == QueuePolicy::Block && queue_.full()) {
+  // A shuffle group whose next window is full waits for its current one to be delivered.
+  if (opt_.queue_policy == QueuePolicy::Block && (queue_.full() || groups_.backlogged())) {
     const auto t0 = net::Clock::now();
-    cv_.wait(lock, [&] { return !queue_.full() || stop_; });
+    cv_.wait(lock, [&] { return (!queue_.full() && !groups_.backlogged()) || stop_; });
     stats_.blocked_ns += static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(net::Clock::now() - t0).count());
   }
@@ -265,17 +267,62 @@ void Writer::Impl::end_step() {
   s.stream_attributes_version = snapshot_version_;
   stats_.steps++;
   stats_.bytes += s.slot->used();
-  s.pending = groups_.recipients(s.index);
+  const auto to = groups_.recipients(s.index);
+  s.pending = to.readers;
+  for (auto g : to.owed) s.owed.emplace(g, false);
+  const auto claims = shuffle_claims(s);
+  const auto index = s.index;
   auto result = queue_.publish(std::move(s));
-  for (const auto& d : result.dropped) {
-    stats_.dropped++;
-    for (auto r : d.readers) {
-      if (auto it = readers_.find(r); it != readers_.end()) it->second.dropped++;
+  for (const auto& d : result.dropped) count_dropped(d);
+  if (auto* q = queue_.find(index)) {
+    for (const auto& [g, rows] : claims) {
+      if (q->claims.count(g)) groups_.group(g)->shuffler->add_step(index, rows);
     }
   }
   for (auto& slot : result.freed) release(std::move(slot));
   pump_all();
   reap_dead();
+}
+
+void Writer::Impl::count_dropped(const StepQueue::Dropped& d) {
+  // Counted once per step the writer published and somebody missed; skips of `latest`
+  // readers are theirs alone.
+  bool counted = false;
+  auto count_for = [&](ReaderId r) {
+    if (auto it = readers_.find(r); it != readers_.end()) {
+      it->second.dropped++;
+      if (!it->second.latest) counted = true;
+    }
+  };
+  for (auto r : d.readers) count_for(r);
+  for (auto g : d.groups) {
+    if (auto* grp = groups_.group(g)) {
+      for (auto r : grp->members) count_for(r);
+    }
+  }
+  if (counted || (d.readers.empty() && d.groups.empty())) stats_.dropped++;
+}
+
+std::vector<std::pair<GroupId, std::uint64_t>> Writer::Impl::shuffle_claims(QueuedStep& s) {
+  std::vector<std::pair<GroupId, std::uint64_t>> out;
+  for (auto& [id, g] : groups_.all()) {
+    if (!g.shuffler) continue;
+    std::string why;
+    if (g.shuffler->backlogged()) {
+      why = "the group is still delivering its previous windows (the writer does not wait "
+            "under queue_policy=" + std::string(queue_policy_name(opt_.queue_policy)) + ")";
+    } else if (auto rows = sample_rows(g.shuffler->options(), s.variables, signatures_[id], &why)) {
+      s.claims.insert(id);
+      out.emplace_back(id, rows);
+      continue;
+    }
+    log::warn("stream '" + name_ + "': step " + std::to_string(s.index) +
+              " is not shuffled for group '" + g.name + "': " + why);
+    for (auto r : g.members) {
+      if (auto it = readers_.find(r); it != readers_.end()) it->second.dropped++;
+    }
+  }
+  return out;
 }
 
 void Writer::Impl::close() {
@@ -284,6 +331,10 @@ void Writer::Impl::close() {
   {
     std::unique_lock lock(mu_);
     closing_ = true;
+    // Shuffle groups deliver a partly filled last window as it is.
+    for (auto& [id, g] : groups_.all()) {
+      if (g.shuffler) g.shuffler->finish();
+    }
     pump_all();
     wake();
     const auto deadline = net::deadline_after(opt_.close_timeout);
@@ -330,6 +381,21 @@ WriterStats Writer::Impl::stats() const {
 std::vector<std::shared_ptr<Segment>> Writer::Impl::held_segments(ReaderId reader,
                                                                   std::uint64_t step) {
   std::lock_guard lock(mu_);
+  const auto* m = groups_.member(reader);
+  const auto* g = m ? groups_.group(m->group) : nullptr;
+  if (g && g->shuffler) {
+    const auto* b = g->shuffler->held(reader, step);
+    if (!b) return {};
+    std::vector<std::shared_ptr<Segment>> out;
+    for (const auto& sample : b->samples) {
+      if (auto* q = queue_.find(sample.step)) {
+        for (auto& seg : q->slot->segments()) {
+          if (std::find(out.begin(), out.end(), seg) == out.end()) out.push_back(seg);
+        }
+      }
+    }
+    return out;
+  }
   auto* s = queue_.held_by(reader, step);
   if (!s) return {};
   return s->slot->segments();
@@ -381,11 +447,46 @@ wire::StepMeta Writer::Impl::announcement(Peer& p, const QueuedStep& s) {
   m.dropped = p.dropped;
   m.variables = s.variables;
   m.attributes = s.attributes;
+  m.source = opt_.member;
+  if (s.redelivered.count(p.id)) m.flags |= wire::kRedelivered;
+  for (const auto& seg : s.slot->segments()) m.segments.push_back({seg->id(), seg->size()});
+  announce_common(p, m, s);
+  return m;
+}
+
+wire::StepMeta Writer::Impl::batch_announcement(Peer& p, const Batch& b) {
+  wire::StepMeta m;
+  m.index = b.id;
+  m.dropped = p.dropped;
+  m.flags = wire::kBatch | (b.redelivered ? wire::kRedelivered : 0u);
+  m.source = opt_.member;
+  const QueuedStep* newest = nullptr;
+  for (const auto& sample : b.samples) {
+    const auto* q = queue_.find(sample.step);
+    if (!newest || q->index > newest->index) newest = q;
+    for (const auto& seg : q->slot->segments()) {
+      const wire::SegmentInfo info{seg->id(), seg->size()};
+      if (std::none_of(m.segments.begin(), m.segments.end(),
+                       [&](const wire::SegmentInfo& x) { return x.id == info.id; })) {
+        m.segments.push_back(info);
+      }
+    }
+  }
+  m.variables = batch_variables(signatures_[p.group], b.samples, [&](std::uint64_t step) ->
+                                const std::vector<wire::VariableMeta>& {
+                                  return queue_.find(step)->variables;
+                                });
+  m.attributes["sample_id"] = sample_ids(b.samples);
+  m.attributes["pass"] = static_cast<std::int64_t>(b.pass);
+  announce_common(p, m, *newest);
+  return m;
+}
+
+void Writer::Impl::announce_common(Peer& p, wire::StepMeta& m, const QueuedStep& s) {
   if (p.attrs_sent != s.stream_attributes_version) {
     m.stream_attributes = *s.stream_attributes;
     p.attrs_sent = s.stream_attributes_version;
   }
-  for (const auto& seg : s.slot->segments()) m.segments.push_back({seg->id(), seg->size()});
   for (const auto& [seq, id] : retired_log_) {
     if (seq > p.retired_sent) m.retired.push_back(id);
   }
@@ -394,7 +495,6 @@ wire::StepMeta Writer::Impl::announcement(Peer& p, const QueuedStep& s) {
   std::uint64_t low = retired_seq_;
   for (const auto& [id, r] : readers_) low = std::min(low, r.retired_sent);
   while (!retired_log_.empty() && retired_log_.front().first <= low) retired_log_.pop_front();
-  return m;
 }
 
 void Writer::Impl::pump(Peer& p) {
@@ -403,16 +503,30 @@ void Writer::Impl::pump(Peer& p) {
   // announcement is already there when it asks. Under the drop policies a reader holds
   // one step at a time: a step handed out can no longer be dropped, and prefetched steps
   // would turn drop_oldest into drop_newest for a slow reader.
+  // A `latest` reader too: a prefetched step would be stale by the time it is read.
   const std::uint32_t credit =
-      opt_.queue_policy == QueuePolicy::Block ? p.prefetch : std::uint32_t{1};
+      opt_.queue_policy == QueuePolicy::Block && !p.latest ? p.prefetch : std::uint32_t{1};
+  auto* group = groups_.group(p.group);
+  Shuffler* shuffler = group ? group->shuffler.get() : nullptr;
   while (p.held.size() < credit) {
-    auto* s = queue_.next_for(p.id);
+    if (shuffler) {
+      const auto* b = shuffler->next_for(p.id);
+      if (!b) break;
+      p.held.push_back(b->id);
+      send(p, wire::encode(batch_announcement(p, *b)));
+      continue;
+    }
+    std::vector<std::uint64_t> skipped;
+    std::vector<std::unique_ptr<Slot>> freed;
+    auto* s = queue_.take_next(p.id, p.group, &skipped, &freed);
+    p.dropped += skipped.size();
+    for (auto& slot : freed) release(std::move(slot));
     if (!s) break;
-    queue_.hold(*s, p.id);
     p.held.push_back(s->index);
     send(p, wire::encode(announcement(p, *s)));
   }
-  if (p.held.empty() && closing_ && !p.end_sent && !queue_.owes(p.id)) {
+  const bool owes = shuffler ? !shuffler->done() : queue_.owes(p.id, p.group);
+  if (p.held.empty() && closing_ && !p.end_sent && !owes) {
     p.end_sent = true;
     send(p, wire::encode_empty(wire::MsgType::End));
   }
@@ -431,8 +545,17 @@ void Writer::Impl::handle_frame(Peer& p, const net::Frame& f) {
                             " it was not handed");
       }
       p.held.pop_front();
-      release(queue_.ack(p.id, ack.step));
-      pump(p);
+      auto* group = groups_.group(p.group);
+      if (group && group->shuffler) {
+        // A finished window frees its steps, and the next pass hands batches to everyone.
+        for (auto index : group->shuffler->ack(p.id, ack.step)) {
+          release(queue_.release_claim(p.group, index));
+        }
+        pump_all();
+      } else {
+        release(queue_.ack(p.id, ack.step));
+        pump(p);
+      }
       break;
     }
     case wire::MsgType::Bye:
@@ -449,12 +572,28 @@ void Writer::Impl::remove_reader(ReaderId id, const std::string& reason) {
   auto it = readers_.find(id);
   if (it == readers_.end()) return;
   const bool quiet = reason == "left" || it->second.end_sent;
+  const GroupId gid = it->second.group;
+  const auto* group = groups_.group(gid);
+  // Under block nothing is lost: what a member was given and did not acknowledge goes to
+  // another member of its group (policy all: the others have it already).
+  const bool redeliver = opt_.queue_policy == QueuePolicy::Block && group &&
+                         group->policy->redelivers() && group->members.size() > 1;
+  const std::string group_name = group ? group->name : "?";
+  std::string what;
+  if (!it->second.held.empty()) {
+    what = redeliver ? "; its unacknowledged steps go to another member of group '" +
+                           group_name + "'"
+                     : "; its unacknowledged steps are released";
+  }
   (quiet ? log::info : log::warn)("stream '" + name_ + "': " + it->second.who + " " + reason +
-                                  (!it->second.held.empty() ? "; its unacknowledged steps are released"
-                                                      : ""));
-  groups_.leave(id);
-  for (auto& slot : queue_.remove_reader(id)) release(std::move(slot));
+                                  what);
+  for (auto& slot : queue_.remove_reader(id, gid, redeliver)) release(std::move(slot));
+  if (auto gone = groups_.leave(id)) {
+    signatures_.erase(*gone);
+    for (auto& slot : queue_.remove_group(*gone)) release(std::move(slot));
+  }
   readers_.erase(it);
+  pump_all();
   cv_.notify_all();
 }
 

@@ -14,6 +14,7 @@
 
 #include "control/connection.hpp"
 #include "control/socket.hpp"
+#include "core/batches.hpp"
 #include "core/contact.hpp"
 #include "core/reader_group.hpp"
 #include "core/segment.hpp"
@@ -62,6 +63,9 @@ class Writer::Impl final : public transport::StepAccess {
     std::size_t out_pos = 0;
     std::deque<std::uint64_t> held;  // steps handed and not yet acknowledged, oldest first
     std::uint32_t prefetch = 1;      // how many it may hold at once
+    GroupId group = 0;
+    bool latest = false;             // takes the newest step, holds one at a time
+    bool shuffle = false;            // member of a shuffle group: gets batches
     std::uint64_t dropped = 0;
     std::uint64_t attrs_sent = 0;    // stream-attribute version it has
     std::uint64_t retired_sent = 0;  // retired-segment sequence it has
@@ -96,6 +100,13 @@ class Writer::Impl final : public transport::StepAccess {
   void pump(Peer& p);
   void pump_all();
   wire::StepMeta announcement(Peer& p, const QueuedStep& s);
+  wire::StepMeta batch_announcement(Peer& p, const Batch& b);
+  // Per-reader parts of an announcement: stream attributes if they changed, segments
+  // the reader may unmap.
+  void announce_common(Peer& p, wire::StepMeta& m, const QueuedStep& newest_source);
+  // Offers a published step to the shuffle groups; returns those that keep it.
+  std::vector<std::pair<GroupId, std::uint64_t>> shuffle_claims(QueuedStep& s);
+  void count_dropped(const StepQueue::Dropped& d);
   void handle_frame(Peer& p, const net::Frame& f);
   void remove_reader(ReaderId id, const std::string& reason);
   void reap_dead();
@@ -122,6 +133,7 @@ class Writer::Impl final : public transport::StepAccess {
   std::condition_variable cv_;
   StepQueue queue_;
   ReaderGroups groups_;
+  std::map<GroupId, SampleSignature> signatures_;  // shuffle groups' sampled variables
   std::map<ReaderId, Peer> readers_;
   std::vector<Pending> pending_;
   std::vector<std::unique_ptr<Slot>> free_slots_;

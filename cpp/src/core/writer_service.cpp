@@ -215,12 +215,22 @@ void Writer::Impl::handshake(Pending& c, const net::Frame& f) {
   }
   const ReaderId id = next_reader_id_++;
   const std::string group = hello.group.empty() ? "reader-" + std::to_string(id) : hello.group;
+  GroupId gid = 0;
   try {
-    groups_.join(group, hello.policy, id);
+    gid = groups_.join(group, hello.policy, id, hello.latest, hello.shuffle);
   } catch (const InvalidArgument& e) {
     return refuse(c, wire::kBadRequest, "stream '" + name_ + "': " + e.what());
   }
+  const auto* joined = groups_.group(gid);
+  const bool shuffle = joined->shuffler != nullptr;
+  if (hello.latest) queue_.set_latest(id);
+  // Kept steps for the newcomer: step 0 under keep_first for anyone who reads steps, the
+  // history only where every member gets every step (elsewhere the group has had them).
+  if (!shuffle) queue_.add_newcomer(id, joined->policy->name() == "all");
   Peer& p = readers_[id];
+  p.group = gid;
+  p.latest = hello.latest;
+  p.shuffle = shuffle;
   p.id = id;
   p.fd = std::move(c.fd);
   p.in = std::move(c.in);
