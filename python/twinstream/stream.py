@@ -46,6 +46,8 @@ def _options(opts: Mapping[str, Any]) -> dict[str, str]:
             continue
         if isinstance(value, bool):
             value = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)  # e.g. variables=["x", "y"]
         out[key] = str(value)
     return out
 
@@ -239,6 +241,14 @@ class Step:
     def __init__(self, reader: Reader):
         self._r = reader._r
         self.index: int = self._r.step_index
+        #: Handed before to a group member that left without ending it: a possible
+        #: duplicate (delivery is at-least-once when a member fails).
+        self.redelivered: bool = self._r.step_redelivered
+        #: A shuffle batch: each variable has one row per sample and ``step["sample_id"]``
+        #: gives (step index, row) of each; ``index`` counts batches.
+        self.is_batch: bool = self._r.step_is_batch
+        #: The ensemble member that wrote this step (fan-in streams), else "".
+        self.source: str = self._r.step_source
         self._attrs: dict[str, Any] | None = None
         self._variables: dict[str, VariableInfo] | None = None
 
@@ -272,10 +282,22 @@ class Step:
         return self._variables
 
     def __getitem__(self, name: str) -> np.ndarray:
+        if self.is_batch and name == "sample_id" and name not in self.variables:
+            return self.sample_id
         return self._r.get(name)
 
+    @property
+    def sample_id(self) -> np.ndarray:
+        """Shuffle batches: an int64 array (batch, 2) of (step index, row) per sample."""
+        if not self.is_batch:
+            raise _core.InvalidArgument(
+                f"step {self.index} is not a shuffle batch; sample_id exists only for readers "
+                "of a group with policy='shuffle'"
+            )
+        return self.attrs["sample_id"]
+
     def __contains__(self, name: str) -> bool:
-        return name in self.variables
+        return name in self.variables or (self.is_batch and name == "sample_id")
 
     def keys(self):
         return self.variables.keys()
@@ -305,7 +327,10 @@ class Step:
         return out
 
     def __repr__(self) -> str:
-        return f"<twinstream.Step {self.index} variables={list(self.variables)}>"
+        kind = "batch" if self.is_batch else "Step"
+        extra = " redelivered" if self.redelivered else ""
+        extra += f" source={self.source!r}" if self.source else ""
+        return f"<twinstream.{kind} {self.index}{extra} variables={list(self.variables)}>"
 
 
 class Reader:

@@ -58,6 +58,8 @@ READER_OPTIONS = ["group", "policy", "data_plane", "timeout", "open_timeout", "h
 
 # Wire constants (cpp/src/core/wire.hpp, messages.hpp).
 MAGIC = 0x31535754
+#: The control protocol version this build speaks (core/wire.hpp kProtocolVersion).
+PROTOCOL_VERSION = 2
 T_HELLO, T_WELCOME, T_ERROR, T_ACK = 1, 2, 3, 5
 
 
@@ -535,7 +537,7 @@ def assert_attrs_same(got: dict, exp: dict, what: str = "attrs") -> None:
 # --------------------------------------------------------------------------- wire
 
 
-def frame(type_: int, payload: bytes, *, version: int = 1, length: int | None = None, reserved: int = 0) -> bytes:
+def frame(type_: int, payload: bytes, *, version: int = PROTOCOL_VERSION, length: int | None = None, reserved: int = 0) -> bytes:
     n = len(payload) if length is None else length
     return struct.pack("<IHHII", MAGIC, version, type_, n, reserved) + payload
 
@@ -545,7 +547,7 @@ def wire_str(s: str) -> bytes:
     return struct.pack("<I", len(b)) + b
 
 
-def hello_payload(token: bytes, *, version: int = 1, role: int = 1, reader_id: int = 0, group: str = "", policy: str = "all", data_plane: str = "tcp", host_id: str = "hostile/none", pid: int = 0, prefetch: int = 1) -> bytes:
+def hello_payload(token: bytes, *, version: int = PROTOCOL_VERSION, role: int = 1, reader_id: int = 0, group: str = "", policy: str = "all", data_plane: str = "tcp", host_id: str = "hostile/none", pid: int = 0, prefetch: int = 1) -> bytes:
     return (
         struct.pack("<H", version)
         + struct.pack("<Q", len(token))
@@ -558,6 +560,8 @@ def hello_payload(token: bytes, *, version: int = 1, role: int = 1, reader_id: i
         + wire_str(host_id)
         + struct.pack("<I", pid)
         + struct.pack("<I", prefetch)
+        + struct.pack("<B", 0)  # latest
+        + struct.pack("<IIQII", 4, 32, 0, 1, 0)  # shuffle: window, batch, seed, passes, variables
     )
 
 

@@ -12,6 +12,7 @@ import time
 import pytest
 from conftest import (
     MAGIC,
+    PROTOCOL_VERSION,
     T_ERROR,
     T_WELCOME,
     frame,
@@ -77,6 +78,7 @@ def _bad_announce() -> bytes:
     p += struct.pack("<I", 1) + wire_str("x") + struct.pack("<B", 12) + _dims([100])
     p += struct.pack("<I", 1) + _dims([0]) + _dims([100]) + struct.pack("<IQ", 1, 0)
     p += struct.pack("<I", 0) + struct.pack("<B", 0)  # attributes, no stream attributes
+    p += struct.pack("<I", 0) + wire_str("")  # flags, source
     return frame(T_ANNOUNCE, p)
 
 
@@ -165,7 +167,7 @@ def test_garbage_instead_of_welcome(ctx, fake):
 
 
 def test_absurd_frame_length_from_writer(ctx, fake):
-    fake(struct.pack("<IHHII", MAGIC, 1, T_WELCOME, 2**31, 0))
+    fake(struct.pack("<IHHII", MAGIC, PROTOCOL_VERSION, T_WELCOME, 2**31, 0))
     with pytest.raises(ts.ConnectionError):
         _open(ctx)
 

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from conftest import (
+    PROTOCOL_VERSION,
     T_ACK,
     T_ERROR,
     T_HELLO,
@@ -57,16 +58,17 @@ def _wrong_token(ctx) -> str:
     return "token refused"
 
 
-def _version_2(ctx) -> str:
+def _version_next(ctx) -> str:
     s = _connect(ctx)
-    s.sendall(frame(T_HELLO, hello_payload(_token(ctx), version=2), version=2))
+    nxt = PROTOCOL_VERSION + 1
+    s.sendall(frame(T_HELLO, hello_payload(_token(ctx), version=nxt), version=nxt))
     f = recv_frame(s)
     assert f is not None, "closed without an error frame"
     _, type_, payload = f
     assert type_ == T_ERROR
     code, msg = decode_error(payload)
     assert code == 2, (code, msg)
-    assert "version" in msg and "v2" in msg and "v1" in msg, msg
+    assert "version" in msg and f"v{nxt}" in msg and f"v{PROTOCOL_VERSION}" in msg, msg
     assert wait_closed(s, 10)
     return "protocol version mismatch"
 
@@ -153,7 +155,7 @@ HOSTILE = {
     "data_role_unknown_reader": _data_role_unknown_reader,
     "unknown_role": _unknown_role,
     "wrong_token": _wrong_token,
-    "version_2": _version_2,
+    "version_next": _version_next,
     "truncated_header": _truncated,
     "truncated_payload": _truncated_payload,
     "absurd_length": _absurd_length,

@@ -45,6 +45,7 @@ struct ConstView {
 struct ReaderStats {
   std::uint64_t steps = 0;         ///< steps received
   std::uint64_t dropped = 0;       ///< steps the writer dropped before this reader got them
+  std::uint64_t redelivered = 0;   ///< steps received that another group member had left
   std::uint64_t bytes = 0;         ///< payload bytes read through the data plane
   std::string data_plane;          ///< plane in use: inproc, shm or tcp
 };
@@ -65,8 +66,17 @@ class Reader {
   StepStatus begin_step(std::chrono::duration<double> timeout);
   StepStatus begin_step();  ///< uses the `timeout` option
 
-  /// Index of the current step (skips show steps dropped by the writer).
+  /// Index of the current step (skips show steps dropped by the writer). For a shuffle
+  /// group's batch: the batch's number in the group.
   std::uint64_t step_index() const;
+  /// The current step was handed before to a group member that left without end_step
+  /// (delivery is at-least-once; this marks the possible duplicate).
+  bool step_redelivered() const;
+  /// The current step is a shuffle batch: each variable has one row per sample, and the
+  /// step attribute `sample_id` holds (step index, row) of each sample.
+  bool step_is_batch() const;
+  /// The ensemble member that wrote the current step (empty for a single writer).
+  const std::string& step_source() const;
   const std::vector<VariableInfo>& variables() const;
   /// The variable, or nullptr.
   const VariableInfo* find(std::string_view name) const;

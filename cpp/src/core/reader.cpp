@@ -257,6 +257,7 @@ StepStatus Reader::Impl::begin_step(double timeout) {
     }
     stats_.dropped = step_.dropped;
     stats_.steps++;
+    if (step_.flags & wire::kRedelivered) stats_.redelivered++;
     in_step_ = true;
     return StepStatus::Ok;
   }
@@ -379,6 +380,9 @@ StepStatus Reader::begin_step(std::chrono::duration<double> timeout) {
 }
 StepStatus Reader::begin_step() { return impl_->begin_step(impl_->opt_.timeout); }
 std::uint64_t Reader::step_index() const { return impl_->step_.index; }
+bool Reader::step_redelivered() const { return (impl_->step_.flags & wire::kRedelivered) != 0; }
+bool Reader::step_is_batch() const { return (impl_->step_.flags & wire::kBatch) != 0; }
+const std::string& Reader::step_source() const { return impl_->step_.source; }
 const std::vector<VariableInfo>& Reader::variables() const { return impl_->vars_; }
 const VariableInfo* Reader::find(std::string_view name) const {
   for (const auto& v : impl_->vars_) {

@@ -242,6 +242,9 @@ PYBIND11_MODULE(_core, m) {
       .def("end_step", &Reader::end_step, py::call_guard<py::gil_scoped_release>())
       .def("close", &Reader::close, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("step_index", &Reader::step_index)
+      .def_property_readonly("step_redelivered", &Reader::step_redelivered)
+      .def_property_readonly("step_is_batch", &Reader::step_is_batch)
+      .def_property_readonly("step_source", &Reader::step_source)
       .def("variables",
            [](const Reader& r) {
              py::list out;
@@ -292,6 +295,7 @@ PYBIND11_MODULE(_core, m) {
         py::dict d;
         d["steps"] = s.steps;
         d["dropped"] = s.dropped;
+        d["redelivered"] = s.redelivered;
         d["bytes"] = s.bytes;
         d["data_plane"] = s.data_plane;
         return d;
