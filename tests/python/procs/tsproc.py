@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any, Callable
@@ -223,6 +224,14 @@ def build_step(scenario: str, i: int) -> dict:
     stream_attrs = _STREAM_ATTRS_AT.get(scenario, {}).get(i, {})
     if scenario == "counter":
         ops.append(("put", "x", np.full(4, i, dtype=np.int64), {}))
+        attrs = {"i": i}
+    elif scenario == "rows":
+        # Samples for shuffle groups: row r of step i is (i, r, 100 i + r); x comes in two
+        # blocks of four rows, label in one block.
+        rows = np.array([[i, r, 100 * i + r] for r in range(8)], dtype=np.float64)
+        ops.append(("put", "x", rows[:4], {"shape": (8, 3), "start": (0, 0)}))
+        ops.append(("put", "x", rows[4:], {"shape": (8, 3), "start": (4, 0)}))
+        ops.append(("put", "label", np.arange(8, dtype=np.int64) + 1000 * i, {}))
         attrs = {"i": i}
     elif scenario == "dtypes":
         for k, name in enumerate(DTYPES):
@@ -437,26 +446,57 @@ def run_writer(args: dict, emit: Emit) -> dict:
 # --------------------------------------------------------------------------- reader
 
 
+def _batch_values_ok(step, sid: np.ndarray) -> bool:
+    """Row k of a batch is row sid[k, 1] of step sid[k, 0] (counter and rows scenarios)."""
+    x = np.array(step["x"])
+    if x.ndim == 1:  # counter: every row of step i is i
+        return bool((x == sid[:, 0]).all())
+    want = np.stack([sid[:, 0], sid[:, 1], 100 * sid[:, 0] + sid[:, 1]], axis=1)
+    ok = np.array_equal(x, want.astype(np.float64))
+    if "label" in step:
+        ok = ok and np.array_equal(np.array(step["label"]), 1000 * sid[:, 0] + sid[:, 1])
+    return bool(ok)
+
+
 def run_reader(args: dict, emit: Emit) -> dict:
     """Opens a reader and iterates the stream to its end.
 
     args: name, options (ts.open keywords), sleep (seconds per step), hold_at (index at
-    which it stops and waits for hold_file), hold_file, hold_timeout. Emits JOINED {json},
-    STEP i, HOLD i, RESULT {json} with the indices, dropped counts and errors.
+    which it stops and waits for hold_file), hold_file, hold_timeout, die_at (SIGKILLs
+    itself holding its n-th step), leave_after (closes after n steps). Emits JOINED {json},
+    STEP i [redelivered], BATCH i [[step, row], ...], HOLD i, RESULT {json} with the
+    indices, dropped counts, re-deliveries, batches and errors.
     """
     ts = import_twinstream()
-    result: dict = {"ok": False, "indices": [], "dropped": [], "values_ok": True}
+    result: dict = {"ok": False, "indices": [], "dropped": [], "values_ok": True,
+                    "redelivered": [], "batches": []}
     try:
         with ts.open(args["name"], "r", **args.get("options", {})) as r:
             emit("JOINED " + json.dumps(r.stats()))
             for step in r:
                 result["indices"].append(step.index)
                 result["dropped"].append(step.dropped)
-                if "x" in step:
+                if step.redelivered:
+                    result["redelivered"].append(step.index)
+                if step.is_batch:
+                    sid = np.array(step["sample_id"])
+                    result["batches"].append(
+                        {"id": step.index, "pass": step.attrs["pass"], "samples": sid.tolist()}
+                    )
+                    if not _batch_values_ok(step, sid):
+                        result["values_ok"] = False
+                    emit(f"BATCH {step.index} " + json.dumps(sid.tolist()))
+                elif "x" in step:
                     x = np.array(step["x"])
                     if not (x == step.index).all():
                         result["values_ok"] = False
-                emit(f"STEP {step.index}")
+                emit(f"STEP {step.index}" + (" redelivered" if step.redelivered else ""))
+                if args.get("die_at") is not None and len(result["indices"]) == args["die_at"]:
+                    # Killed while holding this step (before end_step): the writer must
+                    # hand it to another member of the group.
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if args.get("leave_after") is not None and len(result["indices"]) >= args["leave_after"]:
+                    break
                 if args.get("hold_at") is not None and step.index == args["hold_at"]:
                     emit(f"HOLD {step.index}")
                     wait_file(args["hold_file"], float(args.get("hold_timeout", 60)), args.get("abort_file"))
