@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import shutil
 import signal
+import subprocess
+import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ts
+from conftest import PROCS, ts
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -328,3 +334,70 @@ def test_step_not_a_batch_has_no_sample_id(ctx):
     assert not step.is_batch and not step.redelivered and step.source == ""
     with pytest.raises(ts.Error, match="not a shuffle batch"):
         step.sample_id
+
+
+# --------------------------------------------------------------------------- MPI
+
+
+def test_mpi_reader_job_ranks_form_one_round_robin_group(ctx):
+    """The ranks of one MPI reader job (mpiexec -n 3) are the members of one group."""
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists():
+        mpiexec = shutil.which("mpiexec")
+    assert mpiexec, "mpiexec not found: install the mpich wheel (make deps does)"
+    n, ranks = 30, 3
+    w = ctx.spawn_writer("shm", steps=n, options={"min_readers": ranks, "queue_limit": 4})
+    args = {"name": ctx.name, "options": {"group": "trainers", "policy": "round_robin", "timeout": 60}}
+    proc = subprocess.run(
+        [str(mpiexec), "-n", str(ranks), sys.executable, str(PROCS / "mpi_reader.py"), json.dumps(args)],
+        env=ctx.env(), cwd=str(ctx.dir), capture_output=True, text=True, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    res = json.loads(line.split(" ", 1)[1])
+    assert w.result(60)["ok"]
+    assert res["size"] == ranks
+    got = [r["indices"] for r in res["ranks"]]
+    assert all(r["ok"] for r in res["ranks"]), res
+    assert sorted(sum(got, [])) == list(range(n))
+    assert sorted(g[0] for g in got) == list(range(ranks))
+    for g in got:
+        assert g == list(range(g[0], n, ranks)), got
+
+
+# --------------------------------------------------------------------------- churn
+
+
+@pytest.mark.timeout(180)
+def test_churn_readers_started_and_killed_for_a_minute(ctx):
+    """Readers (shm and tcp) are started and SIGKILLed at random for a minute while the
+    writer (min_readers=0, block) keeps going: it exits 0, and every surviving reader saw
+    contiguous steps from where it joined."""
+    duration = 60.0
+    rng = random.Random(20261127)
+    w = ctx.spawn_writer(
+        "shm", steps=0, options={"min_readers": 0, "queue_limit": 2, "heartbeat_interval": 0.2},
+        duration=duration, sleep=0.005,
+    )
+    w.wait_line("OPEN", 30)
+    t_end = time.monotonic() + duration - 8  # the last readers get time to join and read
+    alive, killed, started = [], [], 0
+    while time.monotonic() < t_end:
+        if len(alive) < 3 and rng.random() < 0.6:
+            plane = rng.choice(["shm", "tcp"])
+            alive.append(ctx.spawn_reader(options={"data_plane": plane, "timeout": 60}))
+            started += 1
+        elif alive and rng.random() < 0.5:
+            victim = alive.pop(rng.randrange(len(alive)))
+            victim.kill()
+            killed.append(victim)
+        time.sleep(rng.uniform(0.2, 1.0))
+    wres = w.result(60)
+    assert w.wait_exit(10) == 0 and wres["ok"], w.describe()
+    assert started >= 10 and killed, (started, len(killed))
+    for h in alive:
+        res = h.result(60)
+        assert res["ok"] and res["values_ok"], h.describe()
+        got = res["indices"]
+        assert got and got == list(range(got[0], got[0] + len(got))), h.describe()
+        assert got[-1] == wres["steps_done"] - 1  # read to the end of the stream

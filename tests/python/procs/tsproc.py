@@ -393,7 +393,7 @@ def run_writer(args: dict, emit: Emit) -> dict:
     args: name, options (ts.open keywords), steps, scenario, pauses ({"k": file}: after
     step k, wait for file; "-1": before the first step), sleep (seconds after each step),
     abort_at (indices: a step is begun and aborted before the real one), abort_file,
-    pause_timeout. Emits OPEN {json}, STEP i, CLOSING, RESULT {json}.
+    pause_timeout, duration (seconds: write steps until then instead of ``steps``). Emits OPEN {json}, STEP i, CLOSING, RESULT {json}.
     """
     ts = import_twinstream()
     name = args["name"]
@@ -411,7 +411,14 @@ def run_writer(args: dict, emit: Emit) -> dict:
             emit("OPEN " + json.dumps({"contact": w.contact_path, "address": w.address, "pid": os.getpid()}))
             if -1 in pauses:
                 wait_file(pauses[-1], pause_timeout, abort_file)
-            for i in range(steps):
+            # With "duration": as many steps as fit in that many seconds.
+            duration = args.get("duration")
+            t_end = time.monotonic() + float(duration) if duration is not None else None
+            i = -1
+            while True:
+                i += 1
+                if (t_end is None and i >= steps) or (t_end is not None and time.monotonic() >= t_end):
+                    break
                 spec = build_step(scenario, i)
                 for k, v in spec["stream_attrs"].items():
                     w.attrs[k] = v
