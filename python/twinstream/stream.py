@@ -385,6 +385,13 @@ class Reader:
     def stats(self) -> dict[str, Any]:
         return self._r.stats()
 
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """Fan-in streams: each ensemble member seen so far, with its state (``live``,
+        ``ended``, or ``failed`` with the ``error``: a crashed member ends its own substream,
+        the others go on) and the steps received from it."""
+        return self._r.sources()
+
     def close(self) -> None:
         """Leaves the stream; the writer releases this reader's steps."""
         self._step = None

@@ -97,7 +97,7 @@ def test_reader_open_timeout_expiry_raises_timeout_error(ctx, plane):
 def test_iteration_raises_timeout_error_when_no_step_comes(ctx, plane):
     go = ctx.signal_file()
     w = ctx.spawn_writer(plane, steps=1, options={"min_readers": 1}, pauses={"-1": go})
-    r = ctx.open_reader(plane, timeout=0.3)
+    r = ctx.open_reader(plane, timeout=0.3, open_timeout=30)  # the writer may start slowly
     with pytest.raises(ts.TimeoutError) as ei:
         for _ in r:
             pass

@@ -50,6 +50,14 @@ struct ReaderStats {
   std::string data_plane;          ///< plane in use: inproc, shm or tcp
 };
 
+/// One ensemble member of a fan-in stream, as this reader sees it.
+struct SourceInfo {
+  std::string member;
+  std::string state;  ///< live, ended (its writer closed) or failed (crashed, hung, refused)
+  std::string error;  ///< why it failed
+  std::uint64_t steps = 0;  ///< steps received from it
+};
+
 class Reader {
  public:
   /// Connects to stream `name`: waits up to open_timeout for its contact file and
@@ -98,6 +106,8 @@ class Reader {
 
   const std::string& name() const;
   ReaderStats stats() const;
+  /// Fan-in streams: every ensemble member seen so far (one unnamed entry otherwise).
+  std::vector<SourceInfo> sources() const;
 
   class Impl;
 

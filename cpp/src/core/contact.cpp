@@ -1,11 +1,13 @@
 #include "core/contact.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -38,6 +40,29 @@ std::string rendezvous_dir(const std::string& option) {
 
 std::string contact_path(const std::string& dir, const std::string& name) {
   return dir + "/" + name + ".twin";
+}
+
+std::string member_contact_path(const std::string& dir, const std::string& name,
+                                const std::string& member) {
+  return dir + "/" + name + "@" + member + ".twin";
+}
+
+std::vector<std::string> list_members(const std::string& dir, const std::string& name) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  const std::string prefix = name + "@";
+  const std::string suffix = ".twin";
+  while (const dirent* e = ::readdir(d)) {
+    const std::string f = e->d_name;
+    if (f.size() > prefix.size() + suffix.size() && f.compare(0, prefix.size(), prefix) == 0 &&
+        f.compare(f.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      out.push_back(f.substr(prefix.size(), f.size() - prefix.size() - suffix.size()));
+    }
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::string to_hex(const wire::Token& t) {

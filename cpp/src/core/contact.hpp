@@ -3,6 +3,7 @@
 // read it can connect (it holds the access token); nobody else can.
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/messages.hpp"
 
@@ -23,6 +24,11 @@ void validate_stream_name(const std::string& name);
 /// The option if set, else $TWINSTREAM_DIR, else the working directory.
 std::string rendezvous_dir(const std::string& option);
 std::string contact_path(const std::string& dir, const std::string& name);
+/// Fan-in streams: each ensemble member's writer has `<dir>/<name>@<member>.twin`.
+std::string member_contact_path(const std::string& dir, const std::string& name,
+                                const std::string& member);
+/// Members of stream `name` with a contact file in `dir`, sorted.
+std::vector<std::string> list_members(const std::string& dir, const std::string& name);
 
 /// Writes atomically (temporary file + rename) with mode 0600.
 void write_contact(const std::string& path, const Contact& c);

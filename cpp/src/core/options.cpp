@@ -124,10 +124,15 @@ const std::array<OptionRow<WriterOptions>, 14>& writer_rows() {
         "Ensemble member name: publish into a fan-in stream that readers receive from every "
         "member at once (each step tagged with its source)."},
        [](WriterOptions& o, const std::string& v) {
-         if (v.empty() || v.size() > 128 || v.find_first_of(std::string_view("/\\\0", 3)) != std::string::npos ||
-             v.front() == '.') {
+         bool ok = !v.empty() && v.size() <= 128 && v[0] != '.';
+         for (char c : v) {
+           ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-');
+         }
+         if (!ok) {
            throw InvalidArgument("option member='" + v +
-                                 "' must be 1-128 characters, no '/' and not starting with '.'");
+                                 "' must be 1-128 characters from A-Z a-z 0-9 . _ - (not "
+                                 "starting with '.')");
          }
          o.member = v;
        }},

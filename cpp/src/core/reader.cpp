@@ -1,21 +1,17 @@
-// Reader: one thread, every wait bounded. Announcements arrive on the control
-// connection; bytes come through the data plane chosen at the handshake.
+// Reader: one source (the writer), or for a fan-in stream one source per ensemble member,
+// merged fairly. Every wait bounded; one thread.
 #include "twinstream/reader.hpp"
 
 #include <poll.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <cstring>
+#include <algorithm>
+#include <map>
 
-#include "control/connection.hpp"
-#include "core/box_copy.hpp"
-#include "core/buffer_pool.hpp"
 #include "core/contact.hpp"
 #include "core/log.hpp"
-#include "transport/registry.hpp"
-#include "transport/shm/shared_memory.hpp"
+#include "core/reader_source.hpp"
 #include "twinstream/errors.hpp"
 
 namespace twinstream {
@@ -26,186 +22,145 @@ class Reader::Impl {
   ~Impl() { close(); }
 
   StepStatus begin_step(double timeout);
-  ConstView get(std::string_view name, const Box* sel);
-  void get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes);
+  ReaderSource& current(const std::string& what);
+  const ReaderSource* last() const { return last_; }
   void end_step();
   void close();
+  ReaderStats stats() const;
+  std::vector<SourceInfo> sources() const;
 
   const std::string name_;
   const ReaderOptions opt_;
-  std::vector<VariableInfo> vars_;
-  Attributes step_attrs_;
-  Attributes stream_attrs_;
-  wire::StepMeta step_;
-  bool in_step_ = false;
-  ReaderStats stats_;
 
  private:
-  void connect(net::Deadline deadline);
-  const wire::VariableMeta& variable(std::string_view name) const;
-  Box checked_box(const wire::VariableMeta& v, const Box* sel) const;
-  [[noreturn]] void writer_lost(const std::string& what) const;
-  std::optional<net::Frame> next_frame(net::Deadline deadline, net::Clock::duration silence);
+  void open_fan_in(net::Deadline deadline);
+  // Connects to members whose contact file appeared since the last look.
+  void discover();
+  StepStatus begin_fan_in(net::Deadline deadline);
+  void fail(std::size_t i, const std::string& why);
 
-  Contact contact_;
-  std::string peer_;
-  net::Fd ctrl_;
-  net::FrameAssembler ctrl_in_;
-  wire::Welcome welcome_;
-  std::unique_ptr<transport::DataPlaneReader> plane_;
+  std::string dir_;
   std::shared_ptr<BufferPool> buffers_ = std::make_shared<BufferPool>();
-  net::Clock::time_point last_heard_;
-  bool ended_ = false;
+  bool fan_in_ = false;
+  struct Member {
+    std::string name;
+    std::unique_ptr<ReaderSource> source;  // null once ended or failed
+    std::string state = "live";            // live, ended, failed
+    std::string error;
+    std::uint64_t steps = 0;
+  };
+  std::vector<Member> members_;
+  std::size_t next_ = 0;  // fair merge: where the next scan starts
+  ReaderSource* in_step_ = nullptr;
+  ReaderSource* last_ = nullptr;
+  ReaderStats retired_;  // counters of sources that are gone
+  net::Fd notify_;
   bool closed_ = false;
 };
 
 Reader::Impl::Impl(std::string name, ReaderOptions opt) : name_(std::move(name)), opt_(std::move(opt)) {
   validate_stream_name(name_);
+  dir_ = rendezvous_dir(opt_.dir);
   const double open_timeout = opt_.open_timeout >= 0 ? opt_.open_timeout : opt_.timeout;
-  connect(net::deadline_after(open_timeout));
+  const auto deadline = net::deadline_after(open_timeout);
+  const auto plain = contact_path(dir_, name_);
+  // A fan-in stream has member contact files `<name>@<member>.twin` instead of one
+  // `<name>.twin`. Wait for either (inotify, with a slow re-check for file systems without
+  // it); members=N asks for fan-in outright.
+  notify_ = net::Fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (notify_.valid() &&
+      ::inotify_add_watch(notify_.get(), dir_.c_str(), IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    notify_.reset();
+  }
+  while (opt_.members == 0) {
+    if (::access(plain.c_str(), F_OK) == 0) break;
+    if (!list_members(dir_, name_).empty()) {
+      fan_in_ = true;
+      break;
+    }
+    if (net::Clock::now() >= deadline) break;  // the single-writer path reports the timeout
+    const auto recheck = std::min(deadline, net::deadline_after(notify_.valid() ? 0.25 : 0.05));
+    if (notify_.valid()) {
+      if (net::wait_readable(notify_.get(), recheck) == net::IoStatus::Ok) {
+        char events[4096];
+        while (::read(notify_.get(), events, sizeof events) > 0) {
+        }
+      }
+    } else {
+      ::poll(nullptr, 0, net::poll_timeout_ms(recheck));
+    }
+  }
+  if (opt_.members > 0) fan_in_ = true;
+  if (fan_in_) {
+    open_fan_in(deadline);
+    return;
+  }
+  notify_.reset();
+  Member m;
+  m.source = std::make_unique<ReaderSource>(name_, "", plain, opt_, buffers_, deadline, true);
+  members_.push_back(std::move(m));
 }
 
-void Reader::Impl::connect(net::Deadline deadline) {
-  const auto dir = rendezvous_dir(opt_.dir);
-  const auto path = contact_path(dir, name_);
-  bool warned_stale = false;
-  std::optional<wire::ErrorMsg> refusal;
-  // The writer may start after us: wait for its contact file to appear (or a stale one to
-  // be replaced) with inotify on the rendezvous directory. A slow periodic re-check
-  // covers file systems without inotify (NFS) and a directory that does not exist yet.
-  net::Fd notify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-  bool watching = false;
+void Reader::Impl::open_fan_in(net::Deadline deadline) {
   while (true) {
-    if (notify.valid() && !watching) {
-      watching = ::inotify_add_watch(notify.get(), dir.c_str(),
-                                     IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) >= 0;
-    }
-    std::string why;
-    auto c = read_contact(path, &why);
-    if (c && !contact_is_live(*c)) {
-      if (!warned_stale) {
-        log::warn("stream '" + name_ + "': contact file " + path + " belongs to a dead writer (pid " +
-                  std::to_string(c->pid) + "); waiting for a new writer");
-        warned_stale = true;
-      }
-      why = "only a stale contact file from dead writer pid " + std::to_string(c->pid);
-      c.reset();
-    }
-    if (c) {
-      try {
-        contact_ = *c;
-        peer_ = net::format_address(c->host, c->port);
-        ctrl_ = net::connect_tcp(c->host, c->port, std::min(deadline, net::deadline_after(5.0)));
-        net::tune_stream_socket(ctrl_.get(), false);
-        wire::Hello hello;
-        hello.token = c->token;
-        hello.role = wire::Role::Control;
-        hello.group = opt_.group;
-        hello.policy = opt_.policy;
-        hello.data_plane = opt_.data_plane;
-        hello.host_id = net::host_id();
-        hello.pid = static_cast<std::uint32_t>(::getpid());
-        hello.prefetch = opt_.prefetch;
-        hello.latest = opt_.latest;
-        hello.shuffle = opt_.shuffle;
-        if (net::send_all(ctrl_.get(), wire::encode(hello), deadline) != net::IoStatus::Ok) {
-          throw ConnectionError("could not send its hello");
-        }
-        net::Frame f;
-        const auto st = net::read_frame(ctrl_.get(), f, deadline);
-        if (st != net::IoStatus::Ok) {
-          throw ConnectionError(st == net::IoStatus::Timeout ? "no answer to its hello"
-                                                             : "closed during the handshake");
-        }
-        if (f.header.type == wire::MsgType::Error) {
-          refusal = wire::decode_error(f.payload);  // never retried: the answer would not change
-          break;
-        }
-        if (f.header.type != wire::MsgType::Welcome) {
-          throw ProtocolError("writer at " + peer_ + " answered with " +
-                              std::string(wire::msg_type_name(f.header.type)));
-        }
-        welcome_ = wire::decode_welcome(f.payload);
-        break;
-      } catch (const ProtocolError&) {
-        throw;
-      } catch (const ConnectionError& e) {
-        why = e.what();  // writer starting up or just gone: try again until the deadline
-        ctrl_.reset();
-      }
-    }
+    discover();
+    if (!members_.empty() && members_.size() >= opt_.members) return;
     if (net::Clock::now() >= deadline) {
-      throw TimeoutError("stream '" + name_ + "': no writer to connect to before open_timeout (" +
-                         why + "); start the writer, or check dir=/TWINSTREAM_DIR (looked in " +
-                         path + ")");
+      throw TimeoutError("stream '" + name_ + "': " + std::to_string(members_.size()) + " of " +
+                         std::to_string(std::max<std::uint32_t>(opt_.members, 1)) +
+                         " ensemble members appeared before open_timeout; start the members' "
+                         "writers (ts.open(name, 'w', member=...)) or check dir= (looked for " +
+                         member_contact_path(dir_, name_, "*") + ")");
     }
-    const auto recheck = net::Clock::now() + std::chrono::milliseconds(watching ? 250 : 50);
-    if (watching && net::wait_readable(notify.get(), std::min(deadline, recheck)) == net::IoStatus::Ok) {
-      char events[4096];
-      while (::read(notify.get(), events, sizeof events) > 0) {
+    const auto recheck = std::min(deadline, net::deadline_after(0.25));
+    if (notify_.valid()) {
+      if (net::wait_readable(notify_.get(), recheck) == net::IoStatus::Ok) {
+        char events[4096];
+        while (::read(notify_.get(), events, sizeof events) > 0) {
+        }
       }
-    } else if (!watching) {
-      ::poll(nullptr, 0, net::poll_timeout_ms(std::min(deadline, recheck)));  // bounded pause
+    } else {
+      ::poll(nullptr, 0, net::poll_timeout_ms(recheck));
     }
   }
-
-  if (refusal) {
-    ctrl_.reset();
-    if (refusal->code == wire::kUnavailable || refusal->code == wire::kBadRequest) {
-      throw InvalidArgument(refusal->message);
-    }
-    throw ConnectionError(refusal->message);
-  }
-  net::set_nonblocking(ctrl_.get(), true);
-  transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout};
-  plane_ = transport::find(welcome_.data_plane).make_reader(ctx);
-  stats_.data_plane = welcome_.data_plane;
-  last_heard_ = net::Clock::now();
-  log::info("stream '" + name_ + "': reader " + std::to_string(welcome_.reader_id) +
-            " joined group '" + welcome_.group + "' over " + welcome_.data_plane);
 }
 
-void Reader::Impl::writer_lost(const std::string& what) const {
-  // A writer killed on this host leaves its shared memory behind; the first reader to
-  // notice removes it (only once the process is really gone, never for a hung writer).
-  if (!contact_.shm_prefix.empty() && contact_.host_id == net::host_id() &&
-      !contact_is_live(contact_)) {
-    shm::unlink_all_with_prefix(contact_.shm_prefix);
+void Reader::Impl::discover() {
+  for (const auto& name : list_members(dir_, name_)) {
+    if (std::any_of(members_.begin(), members_.end(),
+                    [&](const Member& m) { return m.name == name; })) {
+      continue;
+    }
+    Member m;
+    m.name = name;
+    try {
+      m.source = std::make_unique<ReaderSource>(name_, name, member_contact_path(dir_, name_, name),
+                                                opt_, buffers_, net::deadline_after(5.0), false);
+    } catch (const InvalidArgument&) {
+      throw;  // refused (a bad option): the same for every member
+    } catch (const Error& e) {
+      // A member whose writer already died: its substream ends with this error.
+      m.state = "failed";
+      m.error = e.what();
+      log::warn("stream '" + name_ + "': member '" + name + "' failed: " + m.error);
+    }
+    members_.push_back(std::move(m));
   }
-  throw ConnectionError("stream '" + name_ + "': the writer (pid " +
-                        std::to_string(welcome_.writer_pid) + ", " + peer_ + ") " + what +
-                        "; steps after the last one received are lost; restart the writer and "
-                        "reopen the reader");
 }
 
-// The next control frame, or nullopt at the deadline. Spins briefly on the socket before
-// sleeping in poll(): a step that is about to arrive then costs no wake-up (the idle
-// strategy of low-latency messaging), and an idle reader still sleeps.
-std::optional<net::Frame> Reader::Impl::next_frame(net::Deadline deadline,
-                                                   net::Clock::duration silence) {
-  constexpr auto kSpin = std::chrono::microseconds(50);
-  const auto spin_until = net::Clock::now() + kSpin;
-  while (true) {
-    if (auto f = ctrl_in_.next()) {
-      last_heard_ = net::Clock::now();
-      return f;
-    }
-    const auto before = ctrl_in_.buffered();
-    if (!ctrl_in_.fill(ctrl_.get())) {
-      if (auto f = ctrl_in_.next()) return f;  // the last words before the close
-      writer_lost("closed the connection without ending the stream (it crashed or was killed)");
-    }
-    if (ctrl_in_.buffered() != before || net::Clock::now() < spin_until) continue;
-    const auto heard_by = last_heard_ + silence;
-    const auto st = net::wait_readable(ctrl_.get(), std::min(deadline, heard_by));
-    if (st == net::IoStatus::Timeout) {
-      if (net::Clock::now() >= heard_by) {
-        writer_lost("sent nothing for heartbeat_timeout=" + std::to_string(opt_.heartbeat_timeout) +
-                    " s (hung, or its host is unreachable)");
-      }
-      if (net::Clock::now() >= deadline) return std::nullopt;
-    }
-  }
+void Reader::Impl::fail(std::size_t i, const std::string& why) {
+  auto& m = members_[i];
+  m.state = "failed";
+  m.error = why;
+  log::warn("stream '" + name_ + "': member '" + m.name + "' failed; its substream ends (" + why +
+            "); the other members go on");
+  const auto& s = m.source->stats();
+  retired_.steps += s.steps;
+  retired_.dropped += s.dropped;
+  retired_.redelivered += s.redelivered;
+  retired_.bytes += s.bytes;
+  if (last_ == m.source.get()) last_ = nullptr;
+  m.source.reset();
 }
 
 StepStatus Reader::Impl::begin_step(double timeout) {
@@ -213,162 +168,133 @@ StepStatus Reader::Impl::begin_step(double timeout) {
   if (in_step_) {
     throw InvalidArgument("stream '" + name_ + "': begin_step called twice; call end_step first");
   }
-  if (ended_) return StepStatus::EndOfStream;
   const auto deadline = net::deadline_after(timeout);
-  const auto silence = std::chrono::duration_cast<net::Clock::duration>(
-      std::chrono::duration<double>(opt_.heartbeat_timeout));
+  if (!fan_in_) {
+    auto& s = *members_.front().source;
+    const auto st = s.begin_step(deadline);
+    if (st == StepStatus::Ok) in_step_ = last_ = &s;
+    return st;
+  }
+  return begin_fan_in(deadline);
+}
+
+// Fair merge: members are scanned round-robin from the one after the last served, so a
+// member with steps always waiting cannot starve the others.
+StepStatus Reader::Impl::begin_fan_in(net::Deadline deadline) {
+  const auto check_every = std::chrono::milliseconds(250);
   while (true) {
-    auto f = next_frame(deadline, silence);
-    if (!f) return StepStatus::NotReady;
-    last_heard_ = net::Clock::now();
-    switch (f->header.type) {
-      case wire::MsgType::Heartbeat: continue;
-      case wire::MsgType::End: ended_ = true; return StepStatus::EndOfStream;
-      case wire::MsgType::Error: throw ConnectionError(wire::decode_error(f->payload).message);
-      case wire::MsgType::Announce: break;
-      default:
-        throw ProtocolError("stream '" + name_ + "': writer at " + peer_ + " sent an unexpected " +
-                            std::string(wire::msg_type_name(f->header.type)));
-    }
-    step_ = wire::decode_step(f->payload);
-    try {
-      plane_->on_step(step_);
-    } catch (const Unavailable&) {
-      // Step memory that was announced but is gone: the writer gave up on this reader
-      // (close_timeout) and closed. Said as such; otherwise the plane's reason stands.
-      // Drain what is queued on the control connection: the hang-up comes after it.
-      for (auto before = ctrl_in_.buffered();; before = ctrl_in_.buffered()) {
-        if (!ctrl_in_.fill(ctrl_.get())) {
-          writer_lost("closed the stream (close_timeout) before this reader took step " +
-                      std::to_string(step_.index) + "; its memory is gone");
-        }
-        if (ctrl_in_.buffered() == before) break;
+    discover();
+    const std::size_t n = members_.size();
+    bool live = false;
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t i = (next_ + k) % n;
+      auto& m = members_[i];
+      if (!m.source) continue;
+      StepStatus st;
+      try {
+        st = m.source->begin_step(net::Clock::now());  // only what has arrived
+      } catch (const ConnectionError& e) {
+        fail(i, e.what());
+        continue;
       }
-      throw;
+      if (st == StepStatus::EndOfStream) {
+        m.state = "ended";
+        const auto& s = m.source->stats();
+        retired_.steps += s.steps;
+        retired_.dropped += s.dropped;
+        retired_.redelivered += s.redelivered;
+        retired_.bytes += s.bytes;
+        if (last_ == m.source.get()) last_ = nullptr;
+        m.source.reset();
+        continue;
+      }
+      live = true;
+      if (st == StepStatus::Ok) {
+        m.steps++;
+        next_ = (i + 1) % n;
+        in_step_ = last_ = m.source.get();
+        return StepStatus::Ok;
+      }
     }
-    if (step_.stream_attributes) stream_attrs_ = std::move(*step_.stream_attributes);
-    step_.stream_attributes.reset();
-    step_attrs_ = step_.attributes;
-    vars_.clear();
-    for (const auto& v : step_.variables) {
-      VariableInfo info{v.name, v.dtype, v.shape, {}};
-      for (const auto& b : v.blocks) info.blocks.push_back({b.start, b.count});
-      vars_.push_back(std::move(info));
+    // Every member seen has ended (or failed), and as many as were asked for have come.
+    if (!live && n >= std::max<std::uint32_t>(opt_.members, 1)) {
+      discover();
+      if (members_.size() == n) return StepStatus::EndOfStream;
+      continue;
     }
-    stats_.dropped = step_.dropped;
-    stats_.steps++;
-    if (step_.flags & wire::kRedelivered) stats_.redelivered++;
-    in_step_ = true;
-    return StepStatus::Ok;
+    if (net::Clock::now() >= deadline) return StepStatus::NotReady;
+    // Sleep until a member's connection or the directory (a new member) stirs; wake now
+    // and then regardless, so that a silent member is noticed (heartbeat_timeout).
+    std::vector<pollfd> fds;
+    for (const auto& m : members_) {
+      if (m.source) fds.push_back({m.source->fd(), POLLIN, 0});
+    }
+    if (notify_.valid()) fds.push_back({notify_.get(), POLLIN, 0});
+    const auto wake = std::min(deadline, net::Clock::now() + check_every);
+    ::poll(fds.data(), fds.size(), net::poll_timeout_ms(wake));
+    if (notify_.valid()) {
+      char events[4096];
+      while (::read(notify_.get(), events, sizeof events) > 0) {
+      }
+    }
   }
 }
 
-const wire::VariableMeta& Reader::Impl::variable(std::string_view name) const {
+ReaderSource& Reader::Impl::current(const std::string& what) {
   if (!in_step_) {
-    throw InvalidArgument("stream '" + name_ + "': get('" + std::string(name) +
-                          "') outside a step; call begin_step first");
+    throw InvalidArgument("stream '" + name_ + "': " + what +
+                          " outside a step; call begin_step first");
   }
-  std::string names;
-  for (const auto& v : step_.variables) {
-    if (v.name == name) return v;
-    names += (names.empty() ? "" : ", ") + v.name;
-  }
-  throw InvalidArgument("stream '" + name_ + "' step " + std::to_string(step_.index) +
-                        " has no variable '" + std::string(name) + "'; it has: " +
-                        (names.empty() ? "none" : names));
-}
-
-Box Reader::Impl::checked_box(const wire::VariableMeta& v, const Box* sel) const {
-  if (!sel) return Box{Dims(v.shape.size(), 0), v.shape};
-  if (sel->start.size() != v.shape.size() || sel->count.size() != v.shape.size()) {
-    throw InvalidArgument("stream '" + name_ + "' variable '" + v.name + "': selection rank " +
-                          std::to_string(sel->start.size()) + " does not match shape " +
-                          dims_to_string(v.shape));
-  }
-  for (std::size_t d = 0; d < v.shape.size(); ++d) {
-    if (sel->start[d] > v.shape[d] || sel->count[d] > v.shape[d] - sel->start[d]) {
-      throw InvalidArgument("stream '" + name_ + "' variable '" + v.name + "': selection start " +
-                            dims_to_string(sel->start) + " count " + dims_to_string(sel->count) +
-                            " lies outside shape " + dims_to_string(v.shape));
-    }
-  }
-  return *sel;
-}
-
-ConstView Reader::Impl::get(std::string_view name, const Box* sel) {
-  const auto& v = variable(name);
-  const Box box = checked_box(v, sel);
-  const std::size_t elem = dtype_size(v.dtype);
-  const std::uint64_t nbytes = element_count(box.count) * elem;
-  ConstView out;
-  out.dtype = v.dtype;
-  out.shape = box.count;
-  out.size = nbytes;
-  // Zero copy when one block is exactly the selection and the plane can map it.
-  if (v.blocks.size() == 1 && v.blocks[0].start == box.start && v.blocks[0].count == box.count) {
-    const auto& b = v.blocks[0];
-    if (auto p = plane_->view(b.segment, b.offset, b.nbytes)) {
-      out.data = p.get();
-      out.owner = std::move(p);
-      stats_.bytes += nbytes;
-      return out;
-    }
-  }
-  // Otherwise into a pooled buffer the view owns.
-  auto buf = buffers_->acquire(nbytes);
-  get_into(name, box, buf.get(), nbytes);
-  out.data = buf.get();
-  out.owner = std::move(buf);
-  return out;
-}
-
-void Reader::Impl::get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes) {
-  const auto& v = variable(name);
-  const Box box = checked_box(v, &sel);
-  const std::size_t elem = dtype_size(v.dtype);
-  const std::uint64_t nbytes = element_count(box.count) * elem;
-  if (dst_bytes != nbytes) {
-    throw InvalidArgument("stream '" + name_ + "' variable '" + v.name + "': destination has " +
-                          std::to_string(dst_bytes) + " bytes, the selection " +
-                          dims_to_string(box.count) + " of " + std::string(dtype_name(v.dtype)) +
-                          " needs " + std::to_string(nbytes));
-  }
-  auto* out = static_cast<std::byte*>(dst);
-  std::vector<transport::Copy> copies;
-  std::uint64_t covered = 0;
-  for (const auto& b : v.blocks) {
-    const auto ov = intersect(Box{b.start, b.count}, box);
-    if (ov.empty) continue;
-    covered += element_count(ov.box.count);
-    for_each_run(Box{b.start, b.count}, box, ov.box, elem,
-                 [&](std::uint64_t src, std::uint64_t doff, std::uint64_t len) {
-                   copies.push_back({b.segment, b.offset + src, out + doff, len});
-                 });
-  }
-  // Parts of the global array no block covers read as zeros.
-  if (covered < element_count(box.count)) std::memset(out, 0, nbytes);
-  plane_->read(step_.index, copies);
-  stats_.bytes += nbytes;
+  return *in_step_;
 }
 
 void Reader::Impl::end_step() {
-  if (!in_step_) throw InvalidArgument("stream '" + name_ + "': end_step without begin_step");
-  in_step_ = false;
-  if (net::send_all(ctrl_.get(), wire::encode(wire::Ack{step_.index}),
-                    net::deadline_after(opt_.heartbeat_timeout)) != net::IoStatus::Ok) {
-    writer_lost("did not take the acknowledgement of step " + std::to_string(step_.index));
-  }
+  auto& s = current("end_step");
+  in_step_ = nullptr;
+  s.end_step();
 }
 
 void Reader::Impl::close() {
   if (closed_) return;
   closed_ = true;
-  if (ctrl_.valid()) {
-    net::send_all(ctrl_.get(), wire::encode_empty(wire::MsgType::Bye), net::deadline_after(0.5));
+  in_step_ = nullptr;
+  for (auto& m : members_) {
+    if (m.source) m.source->close();
   }
-  plane_.reset();
-  ctrl_.reset();
 }
+
+ReaderStats Reader::Impl::stats() const {
+  ReaderStats out = retired_;
+  for (const auto& m : members_) {
+    if (!m.source) continue;
+    const auto& s = m.source->stats();
+    out.steps += s.steps;
+    out.dropped += s.dropped;
+    out.redelivered += s.redelivered;
+    out.bytes += s.bytes;
+    if (out.data_plane.empty()) {
+      out.data_plane = s.data_plane;
+    } else if (out.data_plane != s.data_plane) {
+      out.data_plane = "mixed";
+    }
+  }
+  return out;
+}
+
+std::vector<SourceInfo> Reader::Impl::sources() const {
+  std::vector<SourceInfo> out;
+  for (const auto& m : members_) {
+    out.push_back({m.name, m.state, m.error,
+                   m.source ? m.source->stats().steps : m.steps});
+  }
+  return out;
+}
+
+namespace {
+const wire::StepMeta kNoStep{};
+const std::vector<VariableInfo> kNoVariables;
+const Attributes kNoAttributes;
+}  // namespace
 
 Reader::Reader(std::string name, const ReaderOptions& options)
     : impl_(std::make_unique<Impl>(std::move(name), options)) {}
@@ -379,27 +305,49 @@ StepStatus Reader::begin_step(std::chrono::duration<double> timeout) {
   return impl_->begin_step(timeout.count());
 }
 StepStatus Reader::begin_step() { return impl_->begin_step(impl_->opt_.timeout); }
-std::uint64_t Reader::step_index() const { return impl_->step_.index; }
-bool Reader::step_redelivered() const { return (impl_->step_.flags & wire::kRedelivered) != 0; }
-bool Reader::step_is_batch() const { return (impl_->step_.flags & wire::kBatch) != 0; }
-const std::string& Reader::step_source() const { return impl_->step_.source; }
-const std::vector<VariableInfo>& Reader::variables() const { return impl_->vars_; }
+std::uint64_t Reader::step_index() const {
+  return impl_->last() ? impl_->last()->step().index : 0;
+}
+bool Reader::step_redelivered() const {
+  return impl_->last() && (impl_->last()->step().flags & wire::kRedelivered) != 0;
+}
+bool Reader::step_is_batch() const {
+  return impl_->last() && (impl_->last()->step().flags & wire::kBatch) != 0;
+}
+const std::string& Reader::step_source() const {
+  return (impl_->last() ? impl_->last()->step() : kNoStep).source;
+}
+const std::vector<VariableInfo>& Reader::variables() const {
+  return impl_->last() ? impl_->last()->variables() : kNoVariables;
+}
 const VariableInfo* Reader::find(std::string_view name) const {
-  for (const auto& v : impl_->vars_) {
+  for (const auto& v : variables()) {
     if (v.name == name) return &v;
   }
   return nullptr;
 }
-const Attributes& Reader::step_attributes() const { return impl_->step_attrs_; }
-const Attributes& Reader::stream_attributes() const { return impl_->stream_attrs_; }
-ConstView Reader::get(std::string_view name) { return impl_->get(name, nullptr); }
-ConstView Reader::get(std::string_view name, const Box& sel) { return impl_->get(name, &sel); }
+const Attributes& Reader::step_attributes() const {
+  return impl_->last() ? impl_->last()->step_attributes() : kNoAttributes;
+}
+const Attributes& Reader::stream_attributes() const {
+  return impl_->last() ? impl_->last()->stream_attributes() : kNoAttributes;
+}
+namespace {
+std::string get_of(std::string_view name) { return "get('" + std::string(name) + "')"; }
+}  // namespace
+ConstView Reader::get(std::string_view name) {
+  return impl_->current(get_of(name)).get(name, nullptr);
+}
+ConstView Reader::get(std::string_view name, const Box& sel) {
+  return impl_->current(get_of(name)).get(name, &sel);
+}
 void Reader::get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes) {
-  impl_->get_into(name, sel, dst, dst_bytes);
+  impl_->current(get_of(name)).get_into(name, sel, dst, dst_bytes);
 }
 void Reader::end_step() { impl_->end_step(); }
 void Reader::close() { impl_->close(); }
 const std::string& Reader::name() const { return impl_->name_; }
-ReaderStats Reader::stats() const { return impl_->stats_; }
+ReaderStats Reader::stats() const { return impl_->stats(); }
+std::vector<SourceInfo> Reader::sources() const { return impl_->sources(); }
 
 }  // namespace twinstream

@@ -27,7 +27,11 @@ std::uint64_t random_u64() {
 Writer::Impl::Impl(std::string name, WriterOptions options)
     : name_(std::move(name)), opt_(std::move(options)), queue_(opt_.queue_limit, opt_.queue_policy) {
   validate_stream_name(name_);
-  contact_path_ = twinstream::contact_path(rendezvous_dir(opt_.dir), name_);
+  // An ensemble member publishes under its own contact file; readers of the stream find
+  // every member's.
+  contact_path_ = opt_.member.empty()
+                      ? twinstream::contact_path(rendezvous_dir(opt_.dir), name_)
+                      : member_contact_path(rendezvous_dir(opt_.dir), name_, opt_.member);
   std::string why;
   if (auto old = read_contact(contact_path_, &why)) {
     if (contact_is_live(*old)) {

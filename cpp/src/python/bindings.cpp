@@ -290,6 +290,19 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("name"), py::arg("start"), py::arg("count"), py::arg("out"))
       .def_property_readonly("name", &Reader::name)
+      .def("sources",
+           [](const Reader& r) {
+             py::list out;
+             for (const auto& s : r.sources()) {
+               py::dict d;
+               d["member"] = s.member;
+               d["state"] = s.state;
+               d["error"] = s.error;
+               d["steps"] = s.steps;
+               out.append(d);
+             }
+             return out;
+           })
       .def("stats", [](const Reader& r) {
         const auto s = r.stats();
         py::dict d;

@@ -1,0 +1,343 @@
+// One writer as a reader sees it. Announcements arrive on the control connection; bytes
+// come through the data plane chosen at the handshake.
+#include "core/reader_source.hpp"
+
+#include <poll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/box_copy.hpp"
+#include "core/log.hpp"
+#include "transport/registry.hpp"
+#include "transport/shm/shared_memory.hpp"
+#include "twinstream/errors.hpp"
+
+namespace twinstream {
+
+ReaderSource::ReaderSource(std::string stream, std::string member, std::string path,
+                           const ReaderOptions& opt, std::shared_ptr<BufferPool> buffers,
+                           net::Deadline deadline, bool wait)
+    : name_(std::move(stream)),
+      member_(std::move(member)),
+      path_(std::move(path)),
+      opt_(opt),
+      buffers_(std::move(buffers)) {
+  connect(deadline, wait);
+}
+
+std::string ReaderSource::who() const {
+  return "stream '" + name_ + "'" + (member_.empty() ? "" : " member '" + member_ + "'");
+}
+
+void ReaderSource::connect(net::Deadline deadline, bool wait) {
+  const auto& path = path_;
+  const auto dir = path.substr(0, path.rfind('/'));
+  bool warned_stale = false;
+  std::optional<wire::ErrorMsg> refusal;
+  // The writer may start after us: wait for its contact file to appear (or a stale one to
+  // be replaced) with inotify on the rendezvous directory. A slow periodic re-check
+  // covers file systems without inotify (NFS) and a directory that does not exist yet.
+  net::Fd notify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  bool watching = false;
+  while (true) {
+    if (notify.valid() && !watching) {
+      watching = ::inotify_add_watch(notify.get(), dir.c_str(),
+                                     IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) >= 0;
+    }
+    std::string why;
+    auto c = read_contact(path, &why);
+    if (c && !contact_is_live(*c)) {
+      if (!warned_stale) {
+        log::warn(who() + ": contact file " + path + " belongs to a dead writer (pid " +
+                  std::to_string(c->pid) + "); waiting for a new writer");
+        warned_stale = true;
+      }
+      why = "only a stale contact file from dead writer pid " + std::to_string(c->pid);
+      c.reset();
+    }
+    if (!c && !wait) {
+      throw ConnectionError(who() + ": no writer to connect to (" + why + ")");
+    }
+    if (c) {
+      try {
+        contact_ = *c;
+        peer_ = net::format_address(c->host, c->port);
+        ctrl_ = net::connect_tcp(c->host, c->port, std::min(deadline, net::deadline_after(5.0)));
+        net::tune_stream_socket(ctrl_.get(), false);
+        wire::Hello hello;
+        hello.token = c->token;
+        hello.role = wire::Role::Control;
+        hello.group = opt_.group;
+        hello.policy = opt_.policy;
+        hello.data_plane = opt_.data_plane;
+        hello.host_id = net::host_id();
+        hello.pid = static_cast<std::uint32_t>(::getpid());
+        hello.prefetch = opt_.prefetch;
+        hello.latest = opt_.latest;
+        hello.shuffle = opt_.shuffle;
+        if (net::send_all(ctrl_.get(), wire::encode(hello), deadline) != net::IoStatus::Ok) {
+          throw ConnectionError("could not send its hello");
+        }
+        net::Frame f;
+        const auto st = net::read_frame(ctrl_.get(), f, deadline);
+        if (st != net::IoStatus::Ok) {
+          throw ConnectionError(st == net::IoStatus::Timeout ? "no answer to its hello"
+                                                             : "closed during the handshake");
+        }
+        if (f.header.type == wire::MsgType::Error) {
+          refusal = wire::decode_error(f.payload);  // never retried: the answer would not change
+          break;
+        }
+        if (f.header.type != wire::MsgType::Welcome) {
+          throw ProtocolError("writer at " + peer_ + " answered with " +
+                              std::string(wire::msg_type_name(f.header.type)));
+        }
+        welcome_ = wire::decode_welcome(f.payload);
+        break;
+      } catch (const ProtocolError&) {
+        throw;
+      } catch (const ConnectionError& e) {
+        if (!wait) throw ConnectionError(who() + ": " + e.what());
+        why = e.what();  // writer starting up or just gone: try again until the deadline
+        ctrl_.reset();
+      }
+    }
+    if (net::Clock::now() >= deadline) {
+      throw TimeoutError(who() + ": no writer to connect to before open_timeout (" +
+                         why + "); start the writer, or check dir=/TWINSTREAM_DIR (looked in " +
+                         path + ")");
+    }
+    const auto recheck = net::Clock::now() + std::chrono::milliseconds(watching ? 250 : 50);
+    if (watching && net::wait_readable(notify.get(), std::min(deadline, recheck)) == net::IoStatus::Ok) {
+      char events[4096];
+      while (::read(notify.get(), events, sizeof events) > 0) {
+      }
+    } else if (!watching) {
+      ::poll(nullptr, 0, net::poll_timeout_ms(std::min(deadline, recheck)));  // bounded pause
+    }
+  }
+
+  if (refusal) {
+    ctrl_.reset();
+    if (refusal->code == wire::kUnavailable || refusal->code == wire::kBadRequest) {
+      throw InvalidArgument(refusal->message);
+    }
+    throw ConnectionError(refusal->message);
+  }
+  net::set_nonblocking(ctrl_.get(), true);
+  transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout};
+  plane_ = transport::find(welcome_.data_plane).make_reader(ctx);
+  stats_.data_plane = welcome_.data_plane;
+  last_heard_ = net::Clock::now();
+  log::info(who() + ": reader " + std::to_string(welcome_.reader_id) +
+            " joined group '" + welcome_.group + "' over " + welcome_.data_plane);
+}
+
+void ReaderSource::writer_lost(const std::string& what) const {
+  // A writer killed on this host leaves its shared memory behind; the first reader to
+  // notice removes it (only once the process is really gone, never for a hung writer).
+  if (!contact_.shm_prefix.empty() && contact_.host_id == net::host_id() &&
+      !contact_is_live(contact_)) {
+    shm::unlink_all_with_prefix(contact_.shm_prefix);
+  }
+  throw ConnectionError(who() + ": the writer (pid " +
+                        std::to_string(welcome_.writer_pid) + ", " + peer_ + ") " + what +
+                        "; steps after the last one received are lost; restart the writer and "
+                        "reopen the reader");
+}
+
+// The next control frame, or nullopt at the deadline. Spins briefly on the socket before
+// sleeping in poll(): a step that is about to arrive then costs no wake-up (the idle
+// strategy of low-latency messaging), and an idle reader still sleeps.
+std::optional<net::Frame> ReaderSource::next_frame(net::Deadline deadline,
+                                                   net::Clock::duration silence) {
+  constexpr auto kSpin = std::chrono::microseconds(50);
+  const auto spin_until = net::Clock::now() + kSpin;
+  while (true) {
+    if (auto f = ctrl_in_.next()) {
+      last_heard_ = net::Clock::now();
+      return f;
+    }
+    const auto before = ctrl_in_.buffered();
+    if (!ctrl_in_.fill(ctrl_.get())) {
+      if (auto f = ctrl_in_.next()) return f;  // the last words before the close
+      writer_lost("closed the connection without ending the stream (it crashed or was killed)");
+    }
+    if (ctrl_in_.buffered() != before || net::Clock::now() < spin_until) continue;
+    const auto heard_by = last_heard_ + silence;
+    const auto st = net::wait_readable(ctrl_.get(), std::min(deadline, heard_by));
+    if (st == net::IoStatus::Timeout) {
+      if (net::Clock::now() >= heard_by) {
+        writer_lost("sent nothing for heartbeat_timeout=" + std::to_string(opt_.heartbeat_timeout) +
+                    " s (hung, or its host is unreachable)");
+      }
+      if (net::Clock::now() >= deadline) return std::nullopt;
+    }
+  }
+}
+
+StepStatus ReaderSource::begin_step(net::Deadline deadline) {
+  if (closed_) throw InvalidArgument(who() + ": begin_step on a closed reader");
+  if (in_step_) {
+    throw InvalidArgument(who() + ": begin_step called twice; call end_step first");
+  }
+  if (ended_) return StepStatus::EndOfStream;
+  const auto silence = std::chrono::duration_cast<net::Clock::duration>(
+      std::chrono::duration<double>(opt_.heartbeat_timeout));
+  while (true) {
+    auto f = next_frame(deadline, silence);
+    if (!f) return StepStatus::NotReady;
+    last_heard_ = net::Clock::now();
+    switch (f->header.type) {
+      case wire::MsgType::Heartbeat: continue;
+      case wire::MsgType::End: ended_ = true; return StepStatus::EndOfStream;
+      case wire::MsgType::Error: throw ConnectionError(wire::decode_error(f->payload).message);
+      case wire::MsgType::Announce: break;
+      default:
+        throw ProtocolError(who() + ": writer at " + peer_ + " sent an unexpected " +
+                            std::string(wire::msg_type_name(f->header.type)));
+    }
+    step_ = wire::decode_step(f->payload);
+    try {
+      plane_->on_step(step_);
+    } catch (const Unavailable&) {
+      // Step memory that was announced but is gone: the writer gave up on this reader
+      // (close_timeout) and closed. Said as such; otherwise the plane's reason stands.
+      // Drain what is queued on the control connection: the hang-up comes after it.
+      for (auto before = ctrl_in_.buffered();; before = ctrl_in_.buffered()) {
+        if (!ctrl_in_.fill(ctrl_.get())) {
+          writer_lost("closed the stream (close_timeout) before this reader took step " +
+                      std::to_string(step_.index) + "; its memory is gone");
+        }
+        if (ctrl_in_.buffered() == before) break;
+      }
+      throw;
+    }
+    if (step_.stream_attributes) stream_attrs_ = std::move(*step_.stream_attributes);
+    step_.stream_attributes.reset();
+    step_attrs_ = step_.attributes;
+    vars_.clear();
+    for (const auto& v : step_.variables) {
+      VariableInfo info{v.name, v.dtype, v.shape, {}};
+      for (const auto& b : v.blocks) info.blocks.push_back({b.start, b.count});
+      vars_.push_back(std::move(info));
+    }
+    stats_.dropped = step_.dropped;
+    stats_.steps++;
+    if (step_.flags & wire::kRedelivered) stats_.redelivered++;
+    in_step_ = true;
+    return StepStatus::Ok;
+  }
+}
+
+const wire::VariableMeta& ReaderSource::variable(std::string_view name) const {
+  if (!in_step_) {
+    throw InvalidArgument(who() + ": get('" + std::string(name) +
+                          "') outside a step; call begin_step first");
+  }
+  std::string names;
+  for (const auto& v : step_.variables) {
+    if (v.name == name) return v;
+    names += (names.empty() ? "" : ", ") + v.name;
+  }
+  throw InvalidArgument(who() + " step " + std::to_string(step_.index) +
+                        " has no variable '" + std::string(name) + "'; it has: " +
+                        (names.empty() ? "none" : names));
+}
+
+Box ReaderSource::checked_box(const wire::VariableMeta& v, const Box* sel) const {
+  if (!sel) return Box{Dims(v.shape.size(), 0), v.shape};
+  if (sel->start.size() != v.shape.size() || sel->count.size() != v.shape.size()) {
+    throw InvalidArgument(who() + " variable '" + v.name + "': selection rank " +
+                          std::to_string(sel->start.size()) + " does not match shape " +
+                          dims_to_string(v.shape));
+  }
+  for (std::size_t d = 0; d < v.shape.size(); ++d) {
+    if (sel->start[d] > v.shape[d] || sel->count[d] > v.shape[d] - sel->start[d]) {
+      throw InvalidArgument(who() + " variable '" + v.name + "': selection start " +
+                            dims_to_string(sel->start) + " count " + dims_to_string(sel->count) +
+                            " lies outside shape " + dims_to_string(v.shape));
+    }
+  }
+  return *sel;
+}
+
+ConstView ReaderSource::get(std::string_view name, const Box* sel) {
+  const auto& v = variable(name);
+  const Box box = checked_box(v, sel);
+  const std::size_t elem = dtype_size(v.dtype);
+  const std::uint64_t nbytes = element_count(box.count) * elem;
+  ConstView out;
+  out.dtype = v.dtype;
+  out.shape = box.count;
+  out.size = nbytes;
+  // Zero copy when one block is exactly the selection and the plane can map it.
+  if (v.blocks.size() == 1 && v.blocks[0].start == box.start && v.blocks[0].count == box.count) {
+    const auto& b = v.blocks[0];
+    if (auto p = plane_->view(b.segment, b.offset, b.nbytes)) {
+      out.data = p.get();
+      out.owner = std::move(p);
+      stats_.bytes += nbytes;
+      return out;
+    }
+  }
+  // Otherwise into a pooled buffer the view owns.
+  auto buf = buffers_->acquire(nbytes);
+  get_into(name, box, buf.get(), nbytes);
+  out.data = buf.get();
+  out.owner = std::move(buf);
+  return out;
+}
+
+void ReaderSource::get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes) {
+  const auto& v = variable(name);
+  const Box box = checked_box(v, &sel);
+  const std::size_t elem = dtype_size(v.dtype);
+  const std::uint64_t nbytes = element_count(box.count) * elem;
+  if (dst_bytes != nbytes) {
+    throw InvalidArgument(who() + " variable '" + v.name + "': destination has " +
+                          std::to_string(dst_bytes) + " bytes, the selection " +
+                          dims_to_string(box.count) + " of " + std::string(dtype_name(v.dtype)) +
+                          " needs " + std::to_string(nbytes));
+  }
+  auto* out = static_cast<std::byte*>(dst);
+  std::vector<transport::Copy> copies;
+  std::uint64_t covered = 0;
+  for (const auto& b : v.blocks) {
+    const auto ov = intersect(Box{b.start, b.count}, box);
+    if (ov.empty) continue;
+    covered += element_count(ov.box.count);
+    for_each_run(Box{b.start, b.count}, box, ov.box, elem,
+                 [&](std::uint64_t src, std::uint64_t doff, std::uint64_t len) {
+                   copies.push_back({b.segment, b.offset + src, out + doff, len});
+                 });
+  }
+  // Parts of the global array no block covers read as zeros.
+  if (covered < element_count(box.count)) std::memset(out, 0, nbytes);
+  plane_->read(step_.index, copies);
+  stats_.bytes += nbytes;
+}
+
+void ReaderSource::end_step() {
+  if (!in_step_) throw InvalidArgument(who() + ": end_step without begin_step");
+  in_step_ = false;
+  if (net::send_all(ctrl_.get(), wire::encode(wire::Ack{step_.index}),
+                    net::deadline_after(opt_.heartbeat_timeout)) != net::IoStatus::Ok) {
+    writer_lost("did not take the acknowledgement of step " + std::to_string(step_.index));
+  }
+}
+
+void ReaderSource::close() {
+  if (closed_) return;
+  closed_ = true;
+  if (ctrl_.valid()) {
+    net::send_all(ctrl_.get(), wire::encode_empty(wire::MsgType::Bye), net::deadline_after(0.5));
+  }
+  plane_.reset();
+  ctrl_.reset();
+}
+
+}  // namespace twinstream

@@ -1,0 +1,81 @@
+#pragma once
+// One writer as a reader sees it: the control connection, the data plane, the step being
+// read. A Reader has one source, or one per ensemble member of a fan-in stream.
+// Used by one thread (the reader's); every wait bounded.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/connection.hpp"
+#include "core/buffer_pool.hpp"
+#include "core/contact.hpp"
+#include "transport/transport.hpp"
+#include "twinstream/reader.hpp"
+
+namespace twinstream {
+
+class ReaderSource {
+ public:
+  /// Connects to the writer of contact file `path`. With `wait`, waits (until `deadline`)
+  /// for the file to appear or a stale one to be replaced; without, a missing or stale
+  /// file is a ConnectionError at once (a fan-in member that already ended or died).
+  ReaderSource(std::string stream, std::string member, std::string path,
+               const ReaderOptions& opt, std::shared_ptr<BufferPool> buffers,
+               net::Deadline deadline, bool wait);
+  ~ReaderSource() { close(); }
+
+  /// Ok, NotReady at the deadline, or EndOfStream. Throws ConnectionError when the writer
+  /// died, hung or hung up.
+  StepStatus begin_step(net::Deadline deadline);
+  ConstView get(std::string_view name, const Box* sel);
+  void get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes);
+  void end_step();
+  void close();
+
+  /// The control connection (to poll several sources at once) and whether frames are
+  /// already buffered from it.
+  int fd() const { return ctrl_.get(); }
+  bool buffered() const { return ctrl_in_.buffered() > 0; }
+  bool in_step() const { return in_step_; }
+  bool ended() const { return ended_; }
+
+  const std::string& member() const { return member_; }
+  const wire::StepMeta& step() const { return step_; }
+  const std::vector<VariableInfo>& variables() const { return vars_; }
+  const Attributes& step_attributes() const { return step_attrs_; }
+  const Attributes& stream_attributes() const { return stream_attrs_; }
+  const ReaderStats& stats() const { return stats_; }
+
+ private:
+  void connect(net::Deadline deadline, bool wait);
+  const wire::VariableMeta& variable(std::string_view name) const;
+  Box checked_box(const wire::VariableMeta& v, const Box* sel) const;
+  [[noreturn]] void writer_lost(const std::string& what) const;
+  std::optional<net::Frame> next_frame(net::Deadline deadline, net::Clock::duration silence);
+  std::string who() const;  // "stream 'md'" or "stream 'md' member 'run-07'"
+
+  const std::string name_;
+  const std::string member_;
+  const std::string path_;
+  const ReaderOptions& opt_;
+  std::shared_ptr<BufferPool> buffers_;
+  std::vector<VariableInfo> vars_;
+  Attributes step_attrs_;
+  Attributes stream_attrs_;
+  wire::StepMeta step_;
+  bool in_step_ = false;
+  ReaderStats stats_;
+
+  Contact contact_;
+  std::string peer_;
+  net::Fd ctrl_;
+  net::FrameAssembler ctrl_in_;
+  wire::Welcome welcome_;
+  std::unique_ptr<transport::DataPlaneReader> plane_;
+  net::Clock::time_point last_heard_;
+  bool ended_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace twinstream
