@@ -23,6 +23,29 @@ class Reader::Impl {
 
   StepStatus begin_step(double timeout);
   ReaderSource& current(const std::string& what);
+  // Runs a read of the current step; in a fan-in stream a member that fails mid-step is
+  // marked failed (the others go on) before the error reaches the caller.
+  template <typename F>
+  auto read(const std::string& what, F&& f) {
+    auto& s = current(what);
+    try {
+      return f(s);
+    } catch (const ConnectionError& e) {
+      if (!fan_in_) throw;
+      for (auto& m : members_) {
+        if (m.source.get() != &s) continue;
+        m.state = "failed";
+        m.error = "member '" + s.member() + "': " + e.what();
+        failed_in_step_ = std::move(m.source);  // kept until end_step
+        break;
+      }
+      log::warn("stream '" + name_ + "': member '" + s.member() +
+                "' failed while its step was read; the other members go on");
+      throw ConnectionError(std::string(e.what()) +
+                            " (ensemble member '" + s.member() + "' failed; the other members "
+                            "go on: catch this error and continue with the next step)");
+    }
+  }
   const ReaderSource* last() const { return last_; }
   void end_step();
   void close();
@@ -52,6 +75,7 @@ class Reader::Impl {
   std::vector<Member> members_;
   std::size_t next_ = 0;  // fair merge: where the next scan starts
   ReaderSource* in_step_ = nullptr;
+  std::unique_ptr<ReaderSource> failed_in_step_;  // a member that failed during its step
   ReaderSource* last_ = nullptr;
   ReaderStats retired_;  // counters of sources that are gone
   net::Fd notify_;
@@ -103,13 +127,14 @@ Reader::Impl::Impl(std::string name, ReaderOptions opt) : name_(std::move(name))
 
 void Reader::Impl::open_fan_in(net::Deadline deadline) {
   while (true) {
+    // Open once a member is there: the others may start later (members=N keeps the
+    // stream open until N have come and gone).
     discover();
-    if (!members_.empty() && members_.size() >= opt_.members) return;
+    if (!members_.empty()) return;
     if (net::Clock::now() >= deadline) {
-      throw TimeoutError("stream '" + name_ + "': " + std::to_string(members_.size()) + " of " +
-                         std::to_string(std::max<std::uint32_t>(opt_.members, 1)) +
-                         " ensemble members appeared before open_timeout; start the members' "
-                         "writers (ts.open(name, 'w', member=...)) or check dir= (looked for " +
+      throw TimeoutError("stream '" + name_ + "': no ensemble member appeared before "
+                         "open_timeout; start the members' writers (ts.open(name, 'w', "
+                         "member=...)) or check dir= (looked for " +
                          member_contact_path(dir_, name_, "*") + ")");
     }
     const auto recheck = std::min(deadline, net::deadline_after(0.25));
@@ -251,7 +276,26 @@ ReaderSource& Reader::Impl::current(const std::string& what) {
 void Reader::Impl::end_step() {
   auto& s = current("end_step");
   in_step_ = nullptr;
-  s.end_step();
+  if (failed_in_step_ && failed_in_step_.get() == &s) {
+    // Nobody to acknowledge to: the member is gone.
+    const auto& st = s.stats();
+    retired_.steps += st.steps;
+    retired_.dropped += st.dropped;
+    retired_.redelivered += st.redelivered;
+    retired_.bytes += st.bytes;
+    if (last_ == &s) last_ = nullptr;
+    failed_in_step_.reset();
+    return;
+  }
+  try {
+    s.end_step();
+  } catch (const ConnectionError& e) {
+    if (!fan_in_) throw;
+    // The step was read; only its member is gone. Its substream ends here.
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      if (members_[i].source.get() == &s) fail(i, e.what());
+    }
+  }
 }
 
 void Reader::Impl::close() {
@@ -336,13 +380,13 @@ namespace {
 std::string get_of(std::string_view name) { return "get('" + std::string(name) + "')"; }
 }  // namespace
 ConstView Reader::get(std::string_view name) {
-  return impl_->current(get_of(name)).get(name, nullptr);
+  return impl_->read(get_of(name), [&](ReaderSource& s) { return s.get(name, nullptr); });
 }
 ConstView Reader::get(std::string_view name, const Box& sel) {
-  return impl_->current(get_of(name)).get(name, &sel);
+  return impl_->read(get_of(name), [&](ReaderSource& s) { return s.get(name, &sel); });
 }
 void Reader::get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes) {
-  impl_->current(get_of(name)).get_into(name, sel, dst, dst_bytes);
+  impl_->read(get_of(name), [&](ReaderSource& s) { s.get_into(name, sel, dst, dst_bytes); });
 }
 void Reader::end_step() { impl_->end_step(); }
 void Reader::close() { impl_->close(); }

@@ -470,19 +470,29 @@ def run_reader(args: dict, emit: Emit) -> dict:
 
     args: name, options (ts.open keywords), sleep (seconds per step), hold_at (index at
     which it stops and waits for hold_file), hold_file, hold_timeout, die_at (SIGKILLs
-    itself holding its n-th step), leave_after (closes after n steps). Emits JOINED {json},
+    itself holding its n-th step), leave_after (closes after n steps),
+    tolerate_member_failures (fan-in: a step whose member died is skipped and recorded). Emits JOINED {json},
     STEP i [redelivered], BATCH i [[step, row], ...], HOLD i, RESULT {json} with the
     indices, dropped counts, re-deliveries, batches and errors.
     """
     ts = import_twinstream()
     result: dict = {"ok": False, "indices": [], "dropped": [], "values_ok": True,
-                    "redelivered": [], "batches": []}
+                    "redelivered": [], "batches": [], "sources": []}
     try:
         with ts.open(args["name"], "r", **args.get("options", {})) as r:
             emit("JOINED " + json.dumps(r.stats()))
             for step in r:
+                if args.get("tolerate_member_failures"):
+                    # Fan-in: a member that dies while its step is read fails that step
+                    # only; the reader goes on with the others.
+                    try:
+                        np.array(step["x"])
+                    except ts.ConnectionError as e:
+                        result.setdefault("step_errors", []).append(str(e))
+                        continue
                 result["indices"].append(step.index)
                 result["dropped"].append(step.dropped)
+                result["sources"].append(step.source)
                 if step.redelivered:
                     result["redelivered"].append(step.index)
                 if step.is_batch:
@@ -510,6 +520,7 @@ def run_reader(args: dict, emit: Emit) -> dict:
                 if args.get("sleep"):
                     time.sleep(float(args["sleep"]))
             result["stats"] = r.stats()
+            result["members"] = r.sources
         result["ok"] = True
     except BaseException as e:
         result["error"] = error_info(e)
