@@ -244,10 +244,14 @@ def _last_json(text: str, role: str) -> dict | None:
 
 def run_twin_once(binary: Path, plane: str, step_bytes: int, steps: int, mode: str,
                   readers: int = 1, timeout: float = 60.0,
-                  cpus: list[int] | None = None, put_mode: str = "copy") -> dict:
+                  cpus: list[int] | None = None, put_mode: str = "copy",
+                  policy: str = "", rows: int = 1) -> dict:
     """One twinstream run; returns a result record (with "error" if it failed).
 
     ``put_mode`` ("copy" or "reserve") is passed to the writer (or the inproc process).
+    ``policy``: the readers form one group with that delivery policy (every step then goes
+    to one of them, except under "all"); ``rows``: the step is a (rows, bytes/rows) array,
+    and a shuffle group gets batches of ``rows`` samples, one step's worth of bytes.
 
     ``cpus`` (like the baselines' --pin) pins [writer, reader0, reader1, ...], cycling;
     the inproc process gets the union of the writer's and the reader's CPUs.
@@ -256,6 +260,11 @@ def run_twin_once(binary: Path, plane: str, step_bytes: int, steps: int, mode: s
         raise ValueError(f"put_mode must be one of {PUT_MODES}, not {put_mode!r}")
     where = {"baseline": "twinstream", "plane": plane, "mode": mode, "readers": readers,
              "put_mode": put_mode, "step_bytes": step_bytes, "steps": steps}
+    if policy:
+        where["policy"] = policy
+    shares = policy in ("round_robin", "on_demand", "shuffle")  # each step to one reader
+    reader_extra = [policy, str(rows)] if policy else []
+    writer_extra = [str(rows)] if policy else []
 
     def pin(i: int) -> set[int] | None:
         return {cpus[i % len(cpus)]} if cpus else None
@@ -274,13 +283,13 @@ def run_twin_once(binary: Path, plane: str, step_bytes: int, steps: int, mode: s
         else:
             for i in range(readers):
                 procs.append((f"reader{i}", _spawn(
-                    binary, ["reader", STREAM, plane, mode], workdir, f"reader{i}", env,
-                    pin(i + 1))))
+                    binary, ["reader", STREAM, plane, mode, *reader_extra], workdir,
+                    f"reader{i}", env, pin(i + 1))))
             if readers > 1:
                 time.sleep(READER_HEADSTART_S)
             procs.append(("writer", _spawn(
-                binary, ["writer", STREAM, str(step_bytes), str(steps), mode, put_mode], workdir,
-                "writer", env, pin(0))))
+                binary, ["writer", STREAM, str(step_bytes), str(steps), mode, put_mode,
+                         *writer_extra], workdir, "writer", env, pin(0))))
         failure = _wait_all(procs, t0 + timeout)
         outs = {}
         for name, _ in procs:
@@ -308,7 +317,7 @@ def run_twin_once(binary: Path, plane: str, step_bytes: int, steps: int, mode: s
             problems.append(f"{name} printed no reader JSON")
             continue
         got = rec.get("steps") or 0
-        missing = steps - got
+        missing = 0 if shares else steps - got
         if missing and readers > 1 and not rec.get("dropped") and 0 < missing <= (
                 steps * LATE_JOIN_MAX_FRACTION):
             # The writer starts at min_readers=1, so a second reader that attaches a
@@ -327,6 +336,9 @@ def run_twin_once(binary: Path, plane: str, step_bytes: int, steps: int, mode: s
         if not rec.get("gbps"):
             problems.append(f"{name} reports gbps={rec.get('gbps')}")
         reader_recs.append(rec)
+    if shares and sum(r.get("steps") or 0 for r in reader_recs) != steps:
+        problems.append(f"the group got {[r.get('steps') for r in reader_recs]} steps, "
+                        f"not {steps} in all")
     if problems or not reader_recs:
         return {**where, **_nulls(), "error": "; ".join(problems + stderr_details()),
                 "wall_s": round(wall, 3)}

@@ -1,9 +1,13 @@
 // End-to-end twinstream measurement, one process per role (the Python driver
 // bench/e2e.py starts them and reads their JSON):
 //
-//   stream_e2e writer <stream> <bytes> <steps> <mode> [copy|reserve]
-//   stream_e2e reader <stream> <plane> <mode>
+//   stream_e2e writer <stream> <bytes> <steps> <mode> [copy|reserve [rows]]
+//   stream_e2e reader <stream> <plane> <mode> [policy [batch_size]]
 //   stream_e2e inproc <stream> <bytes> <steps> <mode> [copy|reserve]   (two threads)
+//
+// rows: the step is a (rows, bytes/rows) array, so that a shuffle group has samples
+// (rows) to mix. policy: the reader joins group "bench" with that delivery policy
+// (all, round_robin, on_demand, shuffle; shuffle: window 2 and batch_size samples).
 //
 // Put mode "copy" (default): the writer copies its payload into the step with put(), the
 // one copy a step needs; this is what the memcpy baseline measures. Put mode "reserve":
@@ -35,21 +39,24 @@ std::int64_t now_ns() {
 }
 
 int run_writer(const std::string& name, std::uint64_t bytes, int steps, const std::string& mode,
-               const std::string& put_mode) {
+               const std::string& put_mode, std::uint64_t rows = 0) {
   twinstream::Options o{{"min_readers", "1"}, {"open_timeout", "60"}};
   o["queue_limit"] = mode == "latency" ? "1" : "2";
   twinstream::Writer w(name, o);
   std::vector<std::byte> payload(std::max<std::uint64_t>(bytes, 8), std::byte{1});
   const auto t0 = Clock::now();
+  const std::uint64_t padded = std::max<std::uint64_t>(bytes, 8);
+  const twinstream::Dims shape =
+      rows > 0 ? twinstream::Dims{rows, padded / rows} : twinstream::Dims{padded};
   for (int i = 0; i < steps; ++i) {
     w.begin_step();  // latency mode: returns once the previous step was acknowledged
     const std::int64_t t = now_ns();
     if (put_mode == "reserve") {
-      auto span = w.reserve("data", twinstream::DType::UInt8, {std::max<std::uint64_t>(bytes, 8)});
+      auto span = w.reserve("data", twinstream::DType::UInt8, shape);
       std::memcpy(span.data(), &t, sizeof t);
     } else {
       std::memcpy(payload.data(), &t, sizeof t);
-      w.put("data", twinstream::DType::UInt8, {bytes}, payload.data());
+      w.put("data", twinstream::DType::UInt8, shape, payload.data());
     }
     w.end_step();
   }
@@ -59,8 +66,18 @@ int run_writer(const std::string& name, std::uint64_t bytes, int steps, const st
   return 0;
 }
 
-int run_reader(const std::string& name, const std::string& plane, const std::string& mode) {
-  twinstream::Reader r(name, twinstream::Options{{"data_plane", plane}, {"timeout", "60"}});
+int run_reader(const std::string& name, const std::string& plane, const std::string& mode,
+               const std::string& policy = "", const std::string& batch_size = "") {
+  twinstream::Options o{{"data_plane", plane}, {"timeout", "60"}};
+  if (!policy.empty()) {
+    o["group"] = "bench";
+    o["policy"] = policy;
+  }
+  if (policy == "shuffle") {
+    o["window"] = "2";
+    o["batch_size"] = batch_size.empty() ? "1" : batch_size;
+  }
+  twinstream::Reader r(name, o);
   std::vector<double> lat_us;
   std::uint64_t total = 0, touched = 0;
   int steps = 0;
@@ -99,12 +116,15 @@ int run_reader(const std::string& name, const std::string& plane, const std::str
 int main(int argc, char** argv) {
   try {
     const std::string role = argc > 1 ? argv[1] : "";
-    const std::string put_mode = argc == 7 ? argv[6] : "copy";
-    if (role == "writer" && (argc == 6 || argc == 7)) {
+    const std::string put_mode = argc >= 7 ? argv[6] : "copy";
+    if (role == "writer" && argc >= 6 && argc <= 8) {
       return run_writer(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), argv[5],
-                        put_mode);
+                        put_mode, argc == 8 ? std::strtoull(argv[7], nullptr, 10) : 0);
     }
-    if (role == "reader" && argc == 5) return run_reader(argv[2], argv[3], argv[4]);
+    if (role == "reader" && argc >= 5 && argc <= 7) {
+      return run_reader(argv[2], argv[3], argv[4], argc >= 6 ? argv[5] : "",
+                        argc == 7 ? argv[6] : "");
+    }
     if (role == "inproc" && (argc == 6 || argc == 7)) {
       std::thread writer([&] {
         run_writer(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), argv[5],
@@ -119,8 +139,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr,
-               "usage: stream_e2e writer <stream> <bytes> <steps> <throughput|latency> [copy|reserve]\n"
-               "       stream_e2e reader <stream> <plane> <throughput|latency>\n"
+               "usage: stream_e2e writer <stream> <bytes> <steps> <throughput|latency> [copy|reserve [rows]]\n"
+               "       stream_e2e reader <stream> <plane> <throughput|latency> [policy [batch_size]]\n"
                "       stream_e2e inproc <stream> <bytes> <steps> <throughput|latency> [copy|reserve]\n");
   return 2;
 }

@@ -96,6 +96,7 @@ def run_sst(
     tcp_nodelay: bool = False,
     time_budget: float | None = None,
     cpus: list[int] | None = None,
+    distribution: str = "AllToAll",
 ) -> dict:
     """One SST run with 1 writer and ``readers`` readers; returns a result record.
 
@@ -107,6 +108,9 @@ def run_sst(
     it bounds runs whose per-step cost is unknown in advance (stock SST at 4 KiB is ~300x
     slower than with nodelay); such records carry "steps_requested".  ``cpus`` pins the
     processes [writer, reader0, reader1, ...] to CPUs, cycling through the list.
+    ``distribution`` is SST's StepDistributionMode: AllToAll (every reader every step),
+    RoundRobin or OnDemand (each step to one reader; the record's gbps is then the
+    group's aggregate, every step counted once).
     """
     # Imported here so the worker processes (which run this file as a script, where the
     # relative import is impossible) never need it.
@@ -119,6 +123,9 @@ def run_sst(
         raise ValueError("need readers >= 1 and steps >= 2")
     label = "sst_nodelay" if tcp_nodelay else "sst"
     where = {"mode": mode, "readers": readers}
+    if distribution != "AllToAll":
+        where["distribution"] = distribution
+        extra_params = dict(extra_params or {}, StepDistributionMode=distribution)
     if cpus:
         where["cpus"] = [cpus[i % len(cpus)] for i in range(readers + 1)]
     params = dict(BASE_PARAMS, **(extra_params or {}))
@@ -192,22 +199,30 @@ def run_sst(
     # ---- statistics over the post-warm-up steps of every reader
     writer = results.pop("writer")
     written = writer["steps_written"]
+    shared = distribution != "AllToAll"  # each step goes to one reader
     problems = [
         f"{name} got {len(r['steps'])}/{written} steps, {r['bad']} corrupted"
         for name, r in results.items()
-        if len(r["steps"]) != written or r["bad"]
+        if (not shared and len(r["steps"]) != written) or r["bad"]
     ]
+    got = sum(len(r["steps"]) for r in results.values())
+    if shared and got != written:
+        problems.append(f"the readers got {got} steps in all, not {written}")
+    if shared and any(len(r["steps"]) < 2 for r in results.values()):
+        problems.append("a reader got fewer than 2 steps: no window to measure")
     if problems:
         return error_record(label, step_bytes, steps, "; ".join(problems), **where)
     warmup = default_warmup(written)
     lat_us, meta_lat_us, windows = [], [], []
+    measured_bytes = 0
     for r in results.values():
         recs = r["steps"]  # [t_writer, t_begin_step, t_data] in monotonic ns
-        for t_w, t_b, t_d in recs[warmup:]:
+        w = default_warmup(len(recs)) if shared else warmup
+        for t_w, t_b, t_d in recs[w:]:
             lat_us.append((t_d - t_w) / 1e3)
             meta_lat_us.append((t_b - t_w) / 1e3)
-        windows.append((recs[warmup - 1][2], recs[-1][2]))
-    measured_bytes = (written - warmup) * step_bytes
+        windows.append((recs[w - 1][2], recs[-1][2]))
+        measured_bytes += (len(recs) - w) * step_bytes
     seconds = (max(e for _, e in windows) - min(s for s, _ in windows)) / 1e9
     rec = {
         "baseline": label,
@@ -216,7 +231,7 @@ def run_sst(
         "steps": written,
         "warmup_steps": warmup,
         "seconds": round(seconds, 6),
-        "gbps": round(measured_bytes * readers / seconds / 1e9, 4) if seconds > 0 else None,
+        "gbps": round(measured_bytes / seconds / 1e9, 4) if seconds > 0 else None,
         **latency_fields(lat_us),
         **latency_fields(meta_lat_us, prefix="meta_lat"),
         **latency_fields([ns / 1e3 for ns in writer["publish_ns"][warmup:]], prefix="publish"),
@@ -224,10 +239,9 @@ def run_sst(
     }
     if written != steps:
         rec["steps_requested"] = steps
-    if readers > 1:
-        rec["per_reader_gbps"] = [
-            round(measured_bytes / ((e - s) / 1e9) / 1e9, 4) for s, e in windows
-        ]
+    if readers > 1 and not shared:
+        per_reader = measured_bytes / readers
+        rec["per_reader_gbps"] = [round(per_reader / ((e - s) / 1e9) / 1e9, 4) for s, e in windows]
     return rec
 
 

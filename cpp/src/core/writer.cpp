@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -517,6 +518,7 @@ void Writer::Impl::pump(Peer& p) {
       const auto* b = shuffler->next_for(p.id);
       if (!b) break;
       p.held.push_back(b->id);
+      p.last_take = ++takes_;
       send(p, wire::encode(batch_announcement(p, *b)));
       continue;
     }
@@ -527,6 +529,7 @@ void Writer::Impl::pump(Peer& p) {
     for (auto& slot : freed) release(std::move(slot));
     if (!s) break;
     p.held.push_back(s->index);
+    p.last_take = ++takes_;
     send(p, wire::encode(announcement(p, *s)));
   }
   const bool owes = shuffler ? !shuffler->done() : queue_.owes(p.id, p.group);
@@ -537,7 +540,17 @@ void Writer::Impl::pump(Peer& p) {
 }
 
 void Writer::Impl::pump_all() {
-  for (auto& [id, p] : readers_) pump(p);
+  // Members that hold the fewest steps, and among them the one served longest ago, go
+  // first: an on_demand step goes to a member that is waiting, not to one that would only
+  // prefetch it while busy with another.
+  std::vector<Peer*> order;
+  order.reserve(readers_.size());
+  for (auto& [id, p] : readers_) order.push_back(&p);
+  std::sort(order.begin(), order.end(), [](const Peer* a, const Peer* b) {
+    return a->held.size() != b->held.size() ? a->held.size() < b->held.size()
+                                            : a->last_take < b->last_take;
+  });
+  for (auto* p : order) pump(*p);
 }
 
 void Writer::Impl::handle_frame(Peer& p, const net::Frame& f) {

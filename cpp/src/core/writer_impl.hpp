@@ -66,6 +66,7 @@ class Writer::Impl final : public transport::StepAccess {
     GroupId group = 0;
     bool latest = false;             // takes the newest step, holds one at a time
     bool shuffle = false;            // member of a shuffle group: gets batches
+    std::uint64_t last_take = 0;     // when it was last handed a step (pump order)
     std::uint64_t dropped = 0;
     std::uint64_t attrs_sent = 0;    // stream-attribute version it has
     std::uint64_t retired_sent = 0;  // retired-segment sequence it has
@@ -144,6 +145,7 @@ class Writer::Impl final : public transport::StepAccess {
   std::deque<std::pair<std::uint64_t, std::uint32_t>> retired_log_;  // (sequence, segment)
   std::uint64_t retired_seq_ = 0;
   ReaderId next_reader_id_ = 1;
+  std::uint64_t takes_ = 0;  // hand-outs so far (orders Peer::last_take)
   bool closing_ = false;
   bool stop_ = false;
   bool closed_ = false;
