@@ -49,3 +49,34 @@ def test_slow_analysis_example_never_blocks_the_simulation():
     seen, dropped = int(ana.group(1)), int(ana.group(2))
     assert seen + dropped == 50
     assert dropped == int(sim.group(1)) > 0
+
+
+def _reader_lines(out: str) -> dict[str, list[str]]:
+    return {m.group(1): m.group(2).split() for m in re.finditer(r"^reader (\w): ?(.*)$", out, re.M)}
+
+
+@pytest.mark.timeout(150)
+def test_groups_example_each_policy():
+    every = [str(i) for i in range(12)]
+    got = _reader_lines(run("groups.py", "all"))
+    assert got == {"A": every, "B": every}
+    for policy in ("round_robin", "on_demand"):
+        got = _reader_lines(run("groups.py", policy))
+        assert sorted(got["A"] + got["B"], key=int) == every, (policy, got)
+    out = run("groups.py", "shuffle")
+    batches = _reader_lines(out)
+    # 3 windows of 4 steps x 8 rows = 32 samples each, in batches of 6: 6 batches a window.
+    assert len(batches["A"]) + len(batches["B"]) == 3 * 6, out
+    out = run("groups.py", "latest")
+    got = _reader_lines(out)
+    assert got["A"][:12] == every, out
+    slow = [int(x) for x in got["B"] if x.isdigit()]
+    assert slow[-1] == 11 and slow == sorted(slow), out  # the newest, never going back
+
+
+@pytest.mark.timeout(120)
+def test_ensemble_example():
+    out = run("ensemble.py")
+    assert re.search(r"^run-00: 8 steps, ended$", out, re.M), out
+    assert re.search(r"^run-02: 8 steps, ended$", out, re.M), out
+    assert re.search(r"^run-01: \d steps, failed$", out, re.M), out
