@@ -51,7 +51,10 @@ def reader(name: str, policy: str, who: str) -> None:
             if policy == "latest" and who == "B":
                 time.sleep(0.05)  # a slow analysis
         extra = f" (skipped {r.stats()['dropped']})" if policy == "latest" else ""
-    print(f"reader {who}: {' '.join(got)}{extra}", flush=True)
+    # One write per line: the two readers share the terminal (print writes the newline
+    # separately, and lines of two processes could interleave).
+    sys.stdout.write(f"reader {who}: {' '.join(got)}{extra}\n")
+    sys.stdout.flush()
 
 
 def main() -> int:
