@@ -37,6 +37,7 @@ class Reader::Impl {
         m.state = "failed";
         m.error = "member '" + s.member() + "': " + e.what();
         failed_in_step_ = std::move(m.source);  // kept until end_step
+        failed_in_step_->remove_dead_writers_memory(0.5);
         break;
       }
       log::warn("stream '" + name_ + "': member '" + s.member() +
@@ -179,6 +180,7 @@ void Reader::Impl::fail(std::size_t i, const std::string& why) {
   m.error = why;
   log::warn("stream '" + name_ + "': member '" + m.name + "' failed; its substream ends (" + why +
             "); the other members go on");
+  m.source->remove_dead_writers_memory(0.5);
   const auto& s = m.source->stats();
   retired_.steps += s.steps;
   retired_.dropped += s.dropped;

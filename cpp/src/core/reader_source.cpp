@@ -50,7 +50,13 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
     std::string why;
     auto c = read_contact(path, &why);
     if (c && !contact_is_live(*c)) {
-      if (!warned_stale) {
+      if (!wait) {
+        // A fan-in member that died: nobody will replace its writer (as a new writer of
+        // a stream does), so its shared memory goes now.
+        if (!c->shm_prefix.empty() && c->host_id == net::host_id()) {
+          shm::unlink_all_with_prefix(c->shm_prefix);
+        }
+      } else if (!warned_stale) {
         log::warn(who() + ": contact file " + path + " belongs to a dead writer (pid " +
                   std::to_string(c->pid) + "); waiting for a new writer");
         warned_stale = true;
@@ -134,6 +140,17 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
   last_heard_ = net::Clock::now();
   log::info(who() + ": reader " + std::to_string(welcome_.reader_id) +
             " joined group '" + welcome_.group + "' over " + welcome_.data_plane);
+}
+
+void ReaderSource::remove_dead_writers_memory(double grace) const {
+  if (contact_.shm_prefix.empty() || contact_.host_id != net::host_id()) return;
+  // The connection closes while a killed process is still exiting: give it a moment.
+  const auto until = net::deadline_after(grace);
+  while (contact_is_live(contact_)) {
+    if (net::Clock::now() >= until) return;  // alive (hung?): never touch its memory
+    ::poll(nullptr, 0, 10);
+  }
+  shm::unlink_all_with_prefix(contact_.shm_prefix);
 }
 
 void ReaderSource::writer_lost(const std::string& what) const {

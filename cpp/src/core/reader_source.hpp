@@ -40,6 +40,11 @@ class ReaderSource {
   bool in_step() const { return in_step_; }
   bool ended() const { return ended_; }
 
+  /// Removes the shared memory of this source's writer if it is dead (waiting up to
+  /// `grace` seconds for a killed process to finish exiting). For fan-in members, whose
+  /// writers no successor replaces.
+  void remove_dead_writers_memory(double grace) const;
+
   const std::string& member() const { return member_; }
   const wire::StepMeta& step() const { return step_; }
   const std::vector<VariableInfo>& variables() const { return vars_; }
