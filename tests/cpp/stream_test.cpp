@@ -24,11 +24,12 @@ class StreamTest : public ::testing::TestWithParam<std::string> {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
+  // Defaults for what `extra` does not set.
   Options writer_options(Options extra = {}) const {
     extra["dir"] = dir_.string();
-    extra["min_readers"] = "1";
-    extra["open_timeout"] = "30";
-    extra["close_timeout"] = "30";
+    extra.try_emplace("min_readers", "1");
+    extra.try_emplace("open_timeout", "30");
+    extra.try_emplace("close_timeout", "30");
     return extra;
   }
   Options reader_options(Options extra = {}) const {
@@ -162,6 +163,61 @@ TEST_P(StreamTest, RefusedPutLeavesTheStepAsItWas) {
   ASSERT_NE(r.find("y"), nullptr);
   r.end_step();
   writer.join();
+}
+
+// Two readers (threads) in one group under each lazy or batching policy, one of them
+// leaving early with a step in hand: every step (or sample) still arrives.
+TEST_P(StreamTest, GroupPoliciesWithAMemberLeavingMidStream) {
+  for (const std::string policy : {"round_robin", "on_demand", "shuffle"}) {
+    SCOPED_TRACE(policy);
+    constexpr int kSteps = 24;
+    const std::string name = "groups-" + policy;
+    std::thread writer([&] {
+      Writer w(name, writer_options({{"min_readers", "2"}}));
+      for (int i = 0; i < kSteps; ++i) {
+        const std::int64_t rows[4] = {i, i, i, i};
+        w.begin_step();
+        w.put("x", DType::Int64, {4}, rows);
+        w.end_step();
+      }
+      w.close();
+    });
+    Options o = reader_options({{"group", "g"}, {"policy", policy}});
+    if (policy == "shuffle") {
+      o["window"] = "3";
+      o["batch_size"] = "5";
+    }
+    std::atomic<int> samples{0};
+    auto read = [&](int leave_after) {
+      Reader r(name, o);
+      int steps = 0;
+      while (r.begin_step() == StepStatus::Ok) {
+        auto x = r.get("x");
+        const auto* v = reinterpret_cast<const std::int64_t*>(x.data);
+        if (!r.step_is_batch()) {
+          EXPECT_EQ(v[0], static_cast<std::int64_t>(r.step_index()));
+        }
+        if (++steps == leave_after) {
+          r.close();  // leaves holding this step: it goes to the other member
+          return;
+        }
+        samples += static_cast<int>(x.shape[0]);
+        r.end_step();
+      }
+    };
+    auto guarded = [&](int leave_after) {
+      try {
+        read(leave_after);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "reader (leave_after=" << leave_after << "): " << e.what();
+      }
+    };
+    std::thread early([&] { guarded(3); });
+    guarded(-1);
+    early.join();
+    writer.join();
+    EXPECT_EQ(samples.load(), kSteps * 4);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Planes, StreamTest, ::testing::Values("inproc", "shm", "tcp"),

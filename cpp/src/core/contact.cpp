@@ -136,9 +136,14 @@ void write_contact(const std::string& path, const Contact& c) {
 }
 
 std::optional<Contact> read_contact(const std::string& path, std::string* why) {
+  errno = 0;
   std::ifstream f(path);
   if (!f) {
-    if (why) *why = "no contact file " + path;
+    if (why) {
+      *why = errno == ENOENT || errno == 0 ? "no contact file " + path
+                                           : "cannot read contact file " + path + ": " +
+                                                 net::errno_text(errno);
+    }
     return std::nullopt;
   }
   Contact c;

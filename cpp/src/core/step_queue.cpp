@@ -210,4 +210,12 @@ bool StepQueue::owes(ReaderId reader, GroupId group) const {
   });
 }
 
+bool StepQueue::owes_any(const std::vector<ReaderId>& members, GroupId group) const {
+  return std::any_of(steps_.begin(), steps_.end(), [&](const QueuedStep& s) {
+    if (s.owed.count(group)) return true;
+    return std::any_of(members.begin(), members.end(),
+                       [&](ReaderId r) { return s.pending.count(r) > 0; });
+  });
+}
+
 }  // namespace twinstream

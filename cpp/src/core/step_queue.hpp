@@ -94,6 +94,9 @@ class StepQueue {
   void add_newcomer(ReaderId reader, bool with_history);
   /// True when `reader` (member of `group`) could still be handed a queued step.
   bool owes(ReaderId reader, GroupId group) const;
+  /// True when a queued step is still pending for any of `members` or owed by `group`:
+  /// under a re-delivering policy it may yet come to any member.
+  bool owes_any(const std::vector<ReaderId>& members, GroupId group) const;
   /// The step `reader` holds with that index, or nullptr.
   QueuedStep* held_by(ReaderId reader, std::uint64_t index);
   /// The queued step with that index, or nullptr.

@@ -532,7 +532,16 @@ void Writer::Impl::pump(Peer& p) {
     p.last_take = ++takes_;
     send(p, wire::encode(announcement(p, *s)));
   }
-  const bool owes = shuffler ? !shuffler->done() : queue_.owes(p.id, p.group);
+  // The end of the stream waits for what may still come to this member: under a policy
+  // that re-delivers, a step another member holds comes here if that member dies.
+  bool owes = false;
+  if (shuffler) {
+    owes = !shuffler->done();
+  } else if (group && group->policy->redelivers() && opt_.queue_policy == QueuePolicy::Block) {
+    owes = queue_.owes_any(group->members, p.group);
+  } else {
+    owes = queue_.owes(p.id, p.group);
+  }
   if (p.held.empty() && closing_ && !p.end_sent && !owes) {
     p.end_sent = true;
     send(p, wire::encode_empty(wire::MsgType::End));
@@ -571,7 +580,12 @@ void Writer::Impl::handle_frame(Peer& p, const net::Frame& f) {
         pump_all();
       } else {
         release(queue_.ack(p.id, ack.step));
-        pump(p);
+        // Closing: this ack may be what the other members' end of stream waits for.
+        if (closing_) {
+          pump_all();
+        } else {
+          pump(p);
+        }
       }
       break;
     }
