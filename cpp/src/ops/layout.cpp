@@ -1,0 +1,141 @@
+#include "ops/layout.hpp"
+
+#include <cstring>
+#include <vector>
+
+namespace twinstream::ops {
+namespace {
+
+// Byte strides of a C-ordered array.
+std::vector<std::size_t> byte_strides(const Dims& shape, std::size_t item) {
+  std::vector<std::size_t> s(shape.size());
+  std::size_t acc = item;
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    s[i] = acc;
+    acc *= static_cast<std::size_t>(shape[i]);
+  }
+  return s;
+}
+
+template <typename T>
+void gather(const std::byte* in, std::size_t step, std::size_t n, std::byte* out) {
+  const auto* p = reinterpret_cast<const T*>(in);
+  auto* q = reinterpret_cast<T*>(out);
+  const std::size_t s = step / sizeof(T);
+  for (std::size_t i = 0; i < n; ++i) q[i] = p[i * s];
+}
+
+// Copies n elements `step` bytes apart into a contiguous run.
+void strided_row(const std::byte* in, std::size_t step, std::size_t n, std::size_t item,
+                 std::byte* out) {
+  if (step == item) {
+    std::memcpy(out, in, n * item);
+    return;
+  }
+  switch (item) {
+    case 1: return gather<std::uint8_t>(in, step, n, out);
+    case 2: return gather<std::uint16_t>(in, step, n, out);
+    case 4: return gather<std::uint32_t>(in, step, n, out);
+    case 8: return gather<std::uint64_t>(in, step, n, out);
+    default:
+      for (std::size_t i = 0; i < n; ++i) std::memcpy(out + i * item, in + i * step, item);
+  }
+}
+
+// Calls f(offset_in_bytes) for each index of `counts` (an odometer over all but none of
+// the axes), where axis i advances by steps[i] bytes.
+template <typename F>
+void for_each_index(const Dims& counts, const std::vector<std::size_t>& steps, F&& f) {
+  for (auto c : counts) {
+    if (c == 0) return;
+  }
+  std::vector<std::uint64_t> idx(counts.size(), 0);
+  std::size_t off = 0;
+  while (true) {
+    f(off);
+    std::size_t a = counts.size();
+    while (a > 0) {
+      --a;
+      if (++idx[a] < counts[a]) {
+        off += steps[a];
+        break;
+      }
+      off -= steps[a] * (idx[a] - 1);
+      idx[a] = 0;
+      if (a == 0) return;
+    }
+    if (counts.empty()) return;
+  }
+}
+
+}  // namespace
+
+Dims subsample_shape(const Dims& shape, const Dims& strides) {
+  Dims out = shape;
+  for (std::size_t i = 0; i < strides.size() && i < shape.size(); ++i) {
+    out[i] = (shape[i] + strides[i] - 1) / strides[i];
+  }
+  return out;
+}
+
+void subsample_copy(const TensorView& in, const Dims& strides, std::byte* out) {
+  const std::size_t item = dtype_size(in.dtype);
+  const Dims out_shape = subsample_shape(in.shape, strides);
+  if (in.shape.empty()) {
+    std::memcpy(out, in.data, item);
+    return;
+  }
+  const auto in_strides = byte_strides(in.shape, item);
+  const std::size_t last = in.shape.size() - 1;
+  std::vector<std::size_t> steps(last);
+  Dims outer(out_shape.begin(), out_shape.begin() + static_cast<std::ptrdiff_t>(last));
+  for (std::size_t i = 0; i < last; ++i) {
+    steps[i] = in_strides[i] * (i < strides.size() ? strides[i] : 1);
+  }
+  const std::size_t row_step = item * (last < strides.size() ? strides[last] : 1);
+  const std::size_t row_n = out_shape[last];
+  const auto* base = static_cast<const std::byte*>(in.data);
+  std::byte* dst = out;
+  for_each_index(outer, steps, [&](std::size_t off) {
+    strided_row(base + off, row_step, row_n, item, dst);
+    dst += row_n * item;
+  });
+}
+
+Dims patch_grid(const Dims& shape, const Dims& size, const Dims& stride) {
+  Dims g(size.size());
+  for (std::size_t i = 0; i < size.size(); ++i) g[i] = (shape[i] - size[i]) / stride[i] + 1;
+  return g;
+}
+
+Dims patches_shape(const Dims& shape, const Dims& size, const Dims& stride) {
+  std::uint64_t n = 1;
+  for (auto g : patch_grid(shape, size, stride)) n *= g;
+  Dims out{n};
+  out.insert(out.end(), size.begin(), size.end());
+  out.insert(out.end(), shape.begin() + static_cast<std::ptrdiff_t>(size.size()), shape.end());
+  return out;
+}
+
+void patches_copy(const TensorView& in, const Dims& size, const Dims& stride, std::byte* out) {
+  const std::size_t item = dtype_size(in.dtype);
+  const std::size_t k = size.size();
+  const auto in_strides = byte_strides(in.shape, item);
+  // One tile row: the last patched axis and every axis after it are contiguous.
+  const std::size_t row_bytes = static_cast<std::size_t>(size[k - 1]) * in_strides[k - 1];
+  const Dims grid = patch_grid(in.shape, size, stride);
+  std::vector<std::size_t> grid_steps(k);
+  for (std::size_t i = 0; i < k; ++i) grid_steps[i] = in_strides[i] * stride[i];
+  const Dims rows(size.begin(), size.end() - 1);
+  const std::vector<std::size_t> row_steps(in_strides.begin(), in_strides.begin() + static_cast<std::ptrdiff_t>(k - 1));
+  const auto* base = static_cast<const std::byte*>(in.data);
+  std::byte* dst = out;
+  for_each_index(grid, grid_steps, [&](std::size_t tile) {
+    for_each_index(rows, row_steps, [&](std::size_t row) {
+      std::memcpy(dst, base + tile + row, row_bytes);
+      dst += row_bytes;
+    });
+  });
+}
+
+}  // namespace twinstream::ops
