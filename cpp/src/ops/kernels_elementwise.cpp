@@ -138,7 +138,8 @@ V Log1pFull(D d, V x) {
   // NaN in, or below -1: NaN out (x < -1 compares true only for non-NaN).
   const auto nan = hn::Set(d, std::numeric_limits<T>::quiet_NaN());
   y = hn::IfThenElse(hn::Lt(x, minus_one), nan, y);
-  return hn::IfThenElse(hn::Ne(x, x), x, y);
+  // IsNaN, not Ne(x, x): Highway's Ne is an ordered compare on x86 and false for NaN.
+  return hn::IfThenElse(hn::IsNaN(x), x, y);
 }
 
 template <typename T>
