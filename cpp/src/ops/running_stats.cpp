@@ -114,8 +114,15 @@ void RunningStats::publish(Attributes& out, const std::string& prefix) const {
   const auto p = params();
   out[prefix + "mean"] = float64_array(p.mean);
   out[prefix + "std"] = float64_array(p.std);
-  out[prefix + "count"] =
-      static_cast<std::int64_t>(channels_.empty() ? 0 : channels_.front().count);
+  ArrayAttribute counts;
+  counts.dtype = DType::Int64;
+  counts.shape = {channels_.size()};
+  counts.bytes.resize(channels_.size() * sizeof(std::int64_t));
+  for (std::size_t c = 0; c < channels_.size(); ++c) {
+    const auto n = static_cast<std::int64_t>(channels_[c].count);
+    std::memcpy(counts.bytes.data() + c * sizeof n, &n, sizeof n);
+  }
+  out[prefix + "count"] = std::move(counts);
 }
 
 std::optional<StandardizeParams> RunningStats::read_published(const Attributes& attrs,

@@ -50,7 +50,8 @@ class RunningStats {
   const std::vector<kernels::BlockStats>& channels() const { return channels_; }
   /// What standardize applies now (see the semantics above).
   StandardizeParams params() const;
-  /// Adds `<prefix>mean`, `<prefix>std` (float64 arrays) and `<prefix>count` (int).
+  /// Adds `<prefix>mean`, `<prefix>std` (float64) and `<prefix>count` (int64: elements
+  /// seen, NaN excluded), one entry per channel.
   void publish(Attributes& out, const std::string& prefix) const;
   /// The parameters a writer published; nullopt when they are absent, InvalidArgument
   /// when they are malformed.
