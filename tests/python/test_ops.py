@@ -240,8 +240,9 @@ def test_clip_integers_keep_their_dtype(target):
     assert got.tolist() == [0, 0, 0, 0, 0, 0, 1, 2, 2, 2]  # bounds rounded inward
 
 
-# Measured maximum against numpy here: 1 ULP (float32) and 1 ULP (float64); the stated
-# bound is Highway's 2 ULP plus the C library's own.
+# Measured against numpy over 300k values spanning (-1, 1e34) on every target: at most
+# 3 ULP for float32 and 2 ULP for float64 (Highway's log is within 2 ULP, numpy's log1p
+# has its own error); the stated bound leaves one ULP of margin.
 LOG1P_ULPS = 4
 
 
