@@ -33,55 +33,109 @@ HWY_INLINE hn::Vec<DD> LoadAsF64(DD dd, const T* p) {
   }
 }
 
+// Minimum and maximum in the data's own lanes (twice the lanes of float64 for float32);
+// comparisons are false for NaN, so NaN never wins.
 template <typename T>
-BlockStats ChunkStats(const T* p, std::size_t n) {
+void MinMax(const T* p, std::size_t n, double& mn, double& mx) {
+  const hn::ScalableTag<T> d;
+  const std::size_t N = hn::Lanes(d);
+  const T inf = std::numeric_limits<T>::infinity();
+  auto mn0 = hn::Set(d, inf), mn1 = hn::Set(d, inf);
+  auto mx0 = hn::Set(d, -inf), mx1 = hn::Set(d, -inf);
+  std::size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto a = hn::LoadU(d, p + i);
+    const auto b = hn::LoadU(d, p + i + N);
+    mn0 = hn::IfThenElse(hn::Lt(a, mn0), a, mn0);
+    mn1 = hn::IfThenElse(hn::Lt(b, mn1), b, mn1);
+    mx0 = hn::IfThenElse(hn::Gt(a, mx0), a, mx0);
+    mx1 = hn::IfThenElse(hn::Gt(b, mx1), b, mx1);
+  }
+  T lo = hn::GetLane(hn::MinOfLanes(d, hn::IfThenElse(hn::Lt(mn1, mn0), mn1, mn0)));
+  T hi = hn::GetLane(hn::MaxOfLanes(d, hn::IfThenElse(hn::Gt(mx1, mx0), mx1, mx0)));
+  for (; i < n; ++i) {
+    lo = p[i] < lo ? p[i] : lo;
+    hi = p[i] > hi ? p[i] : hi;
+  }
+  mn = lo;
+  mx = hi;
+}
+
+// Sum (and, when kSkipNaN, count) of the elements, in float64 with independent
+// accumulators to hide the adds' latency. Without kSkipNaN a NaN makes the sum NaN, which
+// is how the caller learns that the chunk needs the masked pass.
+template <bool kSkipNaN, typename T>
+double Sum(const T* p, std::size_t n, std::size_t& count) {
   const hn::ScalableTag<double> dd;
   const std::size_t N = hn::Lanes(dd);
-  const double inf = std::numeric_limits<double>::infinity();
-  auto vsum = hn::Zero(dd);
-  auto vmin = hn::Set(dd, inf);
-  auto vmax = hn::Set(dd, -inf);
-  std::size_t count = 0;
+  const auto one = hn::Set(dd, 1.0);
+  auto s0 = hn::Zero(dd), s1 = hn::Zero(dd), c0 = hn::Zero(dd);
   std::size_t i = 0;
-  for (; i + N <= n; i += N) {
-    const auto v = LoadAsF64(dd, p + i);
-    const auto ok = hn::Eq(v, v);
-    count += hn::CountTrue(dd, ok);
-    vsum = hn::Add(vsum, hn::IfThenElseZero(ok, v));
-    vmin = hn::IfThenElse(hn::Lt(v, vmin), v, vmin);  // false for NaN: NaN skipped
-    vmax = hn::IfThenElse(hn::Gt(v, vmax), v, vmax);
+  for (; i + 2 * N <= n; i += 2 * N) {
+    auto a = LoadAsF64(dd, p + i);
+    auto b = LoadAsF64(dd, p + i + N);
+    if constexpr (kSkipNaN) {
+      const auto oa = hn::Eq(a, a), ob = hn::Eq(b, b);
+      a = hn::IfThenElseZero(oa, a);
+      b = hn::IfThenElseZero(ob, b);
+      c0 = hn::Add(c0, hn::Add(hn::IfThenElseZero(oa, one), hn::IfThenElseZero(ob, one)));
+    }
+    s0 = hn::Add(s0, a);
+    s1 = hn::Add(s1, b);
   }
-  double sum = hn::GetLane(hn::SumOfLanes(dd, vsum));
-  double mn = hn::GetLane(hn::MinOfLanes(dd, vmin));
-  double mx = hn::GetLane(hn::MaxOfLanes(dd, vmax));
-  for (std::size_t j = i; j < n; ++j) {
-    const double v = static_cast<double>(p[j]);
-    if (v != v) continue;
-    ++count;
+  double sum = hn::GetLane(hn::SumOfLanes(dd, hn::Add(s0, s1)));
+  // Exact: each lane holds a whole number far below 2^53.
+  count = kSkipNaN ? static_cast<std::size_t>(hn::GetLane(hn::SumOfLanes(dd, c0))) : i;
+  for (; i < n; ++i) {
+    const double v = static_cast<double>(p[i]);
+    if (kSkipNaN && v != v) continue;
     sum += v;
-    mn = v < mn ? v : mn;
-    mx = v > mx ? v : mx;
+    ++count;
   }
+  return sum;
+}
+
+// Sum of squared deviations from `mean` (pass two, reading the chunk from L1).
+template <bool kSkipNaN, typename T>
+double SquaredDeviations(const T* p, std::size_t n, double mean) {
+  const hn::ScalableTag<double> dd;
+  const std::size_t N = hn::Lanes(dd);
+  const auto vmean = hn::Set(dd, mean);
+  auto m0 = hn::Zero(dd), m1 = hn::Zero(dd);
+  std::size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto a = LoadAsF64(dd, p + i);
+    const auto b = LoadAsF64(dd, p + i + N);
+    auto da = hn::Sub(a, vmean);
+    auto db = hn::Sub(b, vmean);
+    if constexpr (kSkipNaN) {
+      da = hn::IfThenElseZero(hn::Eq(a, a), da);
+      db = hn::IfThenElseZero(hn::Eq(b, b), db);
+    }
+    m0 = hn::MulAdd(da, da, m0);
+    m1 = hn::MulAdd(db, db, m1);
+  }
+  double m2 = hn::GetLane(hn::SumOfLanes(dd, hn::Add(m0, m1)));
+  for (; i < n; ++i) {
+    const double v = static_cast<double>(p[i]);
+    if (!kSkipNaN || v == v) m2 += (v - mean) * (v - mean);
+  }
+  return m2;
+}
+
+template <typename T>
+BlockStats ChunkStats(const T* p, std::size_t n) {
   BlockStats s;
+  std::size_t count = 0;
+  double sum = Sum<false>(p, n, count);
+  const bool masked = sum != sum;  // a NaN (or +inf and -inf) in the chunk: take the slow pass
+  if (masked) sum = Sum<true>(p, n, count);
   s.count = count;
   s.nan_count = n - count;
   if (count == 0) return s;
-  s.min = mn;
-  s.max = mx;
+  MinMax(p, n, s.min, s.max);
   s.mean = sum / static_cast<double>(count);
-  const auto vmean = hn::Set(dd, s.mean);
-  auto vm2 = hn::Zero(dd);
-  for (i = 0; i + N <= n; i += N) {
-    const auto v = LoadAsF64(dd, p + i);
-    const auto dev = hn::Sub(v, vmean);
-    vm2 = hn::Add(vm2, hn::IfThenElseZero(hn::Eq(v, v), hn::Mul(dev, dev)));
-  }
-  double m2 = hn::GetLane(hn::SumOfLanes(dd, vm2));
-  for (std::size_t j = i; j < n; ++j) {
-    const double v = static_cast<double>(p[j]);
-    if (v == v) m2 += (v - s.mean) * (v - s.mean);
-  }
-  s.m2 = m2;
+  s.m2 = masked ? SquaredDeviations<true>(p, n, s.mean) : SquaredDeviations<false>(p, n, s.mean);
   return s;
 }
 
