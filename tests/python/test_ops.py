@@ -461,3 +461,19 @@ def test_cached_result_equals_a_recomputed_one_and_is_shared():
     assert c.stats()["entries"] == 2 and not np.shares_memory(other, first)
     c.drop_step(7)
     assert c.stats()["entries"] == 0
+
+
+# --------------------------------------------------------------------------- docs
+
+
+def test_operator_docs_examples_run_as_written():
+    import pathlib
+    import re
+
+    doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "ops_section.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+    assert len(blocks) >= 5
+    for code in blocks:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, code + out.stderr
