@@ -127,25 +127,34 @@ def find_binary(explicit: str | None) -> Path:
 
 
 def run(sizes: list[int], binary: Path, min_sample_ms: float = 20, samples: int = 5) -> dict:
-    cpp = subprocess.run([str(binary), "--sizes", ",".join(map(str, sizes)), "--min-sample-ms",
-                          str(min_sample_ms), "--samples", str(samples)],
-                         capture_output=True, text=True, timeout=1200, check=True)
-    native = json.loads(cpp.stdout)
-    memcpy = {m["bytes"]: m["gbps"] for m in native["memcpy"]}
-    numpy_gbps: dict[str, dict[int, float]] = {}
+    """One kernel at a time: the C++ side (every target and size, each paired with a memcpy
+    of that size), then numpy's equivalent at each size, so that the three numbers of a
+    ratio are taken within seconds of each other on a machine whose load changes."""
+    names = subprocess.run([str(binary), "--kernel", "list"], capture_output=True, text=True,
+                           timeout=60, check=True).stdout.split()
     np.seterr(all="ignore")  # log1p of x < -1 gives NaN on both sides; no warnings wanted
-    for size in sizes:
-        for name, f in numpy_equivalents(size).items():
-            numpy_gbps.setdefault(name, {})[size] = size / time_call(f, min_sample_ms / 1000,
-                                                                      samples) / 1e9
+    native: dict = {"memcpy": [], "kernels": []}
+    numpy_gbps: dict[str, dict[int, float]] = {}
+    for name in names:
+        cpp = subprocess.run([str(binary), "--kernel", name, "--sizes", ",".join(map(str, sizes)),
+                              "--min-sample-ms", str(min_sample_ms), "--samples", str(samples)],
+                             capture_output=True, text=True, timeout=600, check=True)
+        part = json.loads(cpp.stdout)
+        native["targets"] = part["targets"]
+        native["memcpy"] += part["memcpy"]
+        native["kernels"] += part["kernels"]
+        for size in sizes:
+            f = numpy_equivalents(size).get(name)
+            if f is not None:
+                numpy_gbps.setdefault(name, {})[size] = size / time_call(
+                    f, min_sample_ms / 1000, samples) / 1e9
     results = []
     for k in native["kernels"]:
         np_gbps = numpy_gbps.get(k["kernel"], {}).get(k["bytes"])
         results.append({
             **k,
-            "memcpy_gbps": memcpy[k["bytes"]],
             "numpy_gbps": np_gbps,
-            "vs_memcpy": k["gbps"] / memcpy[k["bytes"]],
+            "vs_memcpy": k["gbps"] / k["memcpy_gbps"],
             "vs_numpy": None if np_gbps is None else k["gbps"] / np_gbps,
             "memory_bound": k["kernel"] in MEMORY_BOUND,
         })
@@ -156,7 +165,7 @@ def run(sizes: list[int], binary: Path, min_sample_ms: float = 20, samples: int 
                     "python": platform.python_version(), "numpy": np.__version__},
         "binary": str(binary.relative_to(ROOT)) if binary.is_relative_to(ROOT) else str(binary),
         "targets": native["targets"],
-        "memcpy": native["memcpy"],
+        "memcpy": native["memcpy"],  # the start-of-run memcpy of each kernel's binary run
         "numpy": [{"kernel": k, "bytes": b, "gbps": g} for k, v in numpy_gbps.items()
                   for b, g in v.items()],
         "results": results,
@@ -170,10 +179,11 @@ def _size(b: int) -> str:
 def summary(report: dict) -> str:
     """Markdown: one table per target, kernel rows, GB/s with ratios per size."""
     sizes = sorted({r["bytes"] for r in report["results"]})
-    memcpy = {m["bytes"]: m["gbps"] for m in report["memcpy"]}
+    memcpy = {s: sorted(m["gbps"] for m in report["memcpy"] if m["bytes"] == s) for s in sizes}
     out = ["## Ops kernels (bench/ops_bench.py)", "",
-           "GB/s of input (x memcpy, x numpy); memcpy: " +
-           ", ".join(f"{_size(s)} {memcpy[s]:.1f} GB/s" for s in sizes) +
+           "GB/s of input (x memcpy measured just before, x numpy measured just after); "
+           "median memcpy: " +
+           ", ".join(f"{_size(s)} {v[len(v) // 2]:.1f} GB/s" for s, v in memcpy.items()) +
            ". `*` memory-bound kernel (0.8x memcpy target at >= 1 MiB).", ""]
     for target in report["targets"]:
         out += [f"### {target}", "",
