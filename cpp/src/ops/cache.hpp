@@ -45,7 +45,9 @@ class ResultCache {
   /// larger than the bound, or whose output views its input (run with own_output), is
   /// not kept (counted as rejected); returns whether it was kept.
   bool put(const CacheKey& key, std::shared_ptr<const PipelineResult> result);
-  /// get(), or on a miss compute() then put(): the usual way to use the cache.
+  /// get(), or on a miss compute() then put(): the usual way to use the cache. compute()
+  /// runs without the lock held; two threads missing the same key both compute, and the
+  /// later put replaces the earlier (the results are identical).
   template <typename F>
   std::shared_ptr<const PipelineResult> get_or_compute(const CacheKey& key, F&& compute) {
     if (auto hit = get(key)) return hit;
