@@ -54,7 +54,8 @@ double time_call(const std::function<void()>& f, const Options& o) {
   for (int k = 0; k < o.samples; ++k) {
     const auto t0 = clock::now();
     for (std::size_t i = 0; i < reps; ++i) f();
-    per.push_back(std::chrono::duration<double>(clock::now() - t0).count() / static_cast<double>(reps));
+    per.push_back(std::chrono::duration<double>(clock::now() - t0).count() /
+                  static_cast<double>(reps));
   }
   return *std::min_element(per.begin(), per.end());
 }
@@ -113,46 +114,78 @@ int main(int argc, char** argv) {
   AlignedVector<std::uint8_t> u8(max_bytes);
   std::mt19937 rng(1);
   std::normal_distribution<double> noise(0.0, 0.01);
-  for (std::size_t i = 0; i < f64.size(); ++i) f64[i] = std::sin(static_cast<double>(i) * 1e-3) + noise(rng);
-  for (std::size_t i = 0; i < f32.size(); ++i) f32[i] = static_cast<float>(std::sin(static_cast<double>(i) * 1e-3) + noise(rng));
+  for (std::size_t i = 0; i < f64.size(); ++i)
+    f64[i] = std::sin(static_cast<double>(i) * 1e-3) + noise(rng);
+  for (std::size_t i = 0; i < f32.size(); ++i)
+    f32[i] = static_cast<float>(std::sin(static_cast<double>(i) * 1e-3) + noise(rng));
   for (std::size_t i = 0; i < u8.size(); ++i) u8[i] = static_cast<std::uint8_t>(rng());
   AlignedVector<std::byte> out(4 * max_bytes + (1 << 20));
   std::memset(out.data(), 1, out.size() * sizeof(std::byte));
 
   const std::vector<Kernel> kernels = {
-      {"cast_f64_f32", 8, [](const void* in, void* out, std::size_t n) {
-         kernels::to_float32(DType::Float64, in, static_cast<float*>(out), n); }},
-      {"cast_u8_f32", 1, [](const void* in, void* out, std::size_t n) {
-         kernels::to_float32(DType::UInt8, in, static_cast<float*>(out), n); }},
-      {"cast_f32_f16", 4, [](const void* in, void* out, std::size_t n) {
-         kernels::float32_to_float16(static_cast<const float*>(in), static_cast<std::uint16_t*>(out), n); }},
-      {"cast_f32_bf16", 4, [](const void* in, void* out, std::size_t n) {
-         kernels::float32_to_bfloat16(static_cast<const float*>(in), static_cast<std::uint16_t*>(out), n); }},
-      {"cast_f32_i8", 4, [](const void* in, void* out, std::size_t n) {
-         kernels::float32_to_int8(static_cast<const float*>(in), static_cast<std::int8_t*>(out), n, 0.01f); }},
-      {"standardize_f32", 4, [](const void* in, void* out, std::size_t n) {
-         kernels::affine(DType::Float32, in, out, n, 0.5, 2.0); }},
-      {"clip_f32", 4, [](const void* in, void* out, std::size_t n) {
-         kernels::clip(DType::Float32, in, out, n, -0.5, 0.5); }},
-      {"log1p_f32", 4, [](const void* in, void* out, std::size_t n) {
-         kernels::log1p(DType::Float32, in, out, n); }},
-      {"stats_f32", 4, [](const void* in, void*, std::size_t n) {
+      {"cast_f64_f32", 8,
+       [](const void* in, void* out, std::size_t n) {
+         kernels::to_float32(DType::Float64, in, static_cast<float*>(out), n);
+       }},
+      {"cast_u8_f32", 1,
+       [](const void* in, void* out, std::size_t n) {
+         kernels::to_float32(DType::UInt8, in, static_cast<float*>(out), n);
+       }},
+      {"cast_f32_f16", 4,
+       [](const void* in, void* out, std::size_t n) {
+         kernels::float32_to_float16(static_cast<const float*>(in),
+                                     static_cast<std::uint16_t*>(out), n);
+       }},
+      {"cast_f32_bf16", 4,
+       [](const void* in, void* out, std::size_t n) {
+         kernels::float32_to_bfloat16(static_cast<const float*>(in),
+                                      static_cast<std::uint16_t*>(out), n);
+       }},
+      {"cast_f32_i8", 4,
+       [](const void* in, void* out, std::size_t n) {
+         kernels::float32_to_int8(static_cast<const float*>(in), static_cast<std::int8_t*>(out), n,
+                                  0.01f);
+       }},
+      {"standardize_f32", 4,
+       [](const void* in, void* out, std::size_t n) {
+         kernels::affine(DType::Float32, in, out, n, 0.5, 2.0);
+       }},
+      {"clip_f32", 4,
+       [](const void* in, void* out, std::size_t n) {
+         kernels::clip(DType::Float32, in, out, n, -0.5, 0.5);
+       }},
+      {"log1p_f32", 4,
+       [](const void* in, void* out, std::size_t n) {
+         kernels::log1p(DType::Float32, in, out, n);
+       }},
+      {"stats_f32", 4,
+       [](const void* in, void*, std::size_t n) {
          volatile double sink = kernels::stats(DType::Float32, in, n).mean;
-         (void)sink; }},
-      {"shuffle_4byte", 4, [](const void* in, void* out, std::size_t n) {
-         kernels::shuffle_bytes(in, out, n, 4); }},
-      {"subsample_2x2_f32", 4, [](const void* in, void* out, std::size_t n) {
+         (void)sink;
+       }},
+      {"shuffle_4byte", 4,
+       [](const void* in, void* out, std::size_t n) { kernels::shuffle_bytes(in, out, n, 4); }},
+      {"subsample_2x2_f32", 4,
+       [](const void* in, void* out, std::size_t n) {
          const std::uint64_t side = static_cast<std::uint64_t>(std::sqrt(static_cast<double>(n)));
-         subsample_copy({DType::Float32, {side, side}, in}, {2, 2}, static_cast<std::byte*>(out)); }},
-      {"patches_64x64_f32", 4, [](const void* in, void* out, std::size_t n) {
+         subsample_copy({DType::Float32, {side, side}, in}, {2, 2}, static_cast<std::byte*>(out));
+       }},
+      {"patches_64x64_f32", 4,
+       [](const void* in, void* out, std::size_t n) {
          const std::uint64_t side = static_cast<std::uint64_t>(std::sqrt(static_cast<double>(n)));
-         patches_copy({DType::Float32, {side, side}, in}, {64, 64}, {64, 64}, static_cast<std::byte*>(out)); }},
-      {"compress_zstd1_f32", 4, [](const void* in, void*, std::size_t n) {
+         patches_copy({DType::Float32, {side, side}, in}, {64, 64}, {64, 64},
+                      static_cast<std::byte*>(out));
+       }},
+      {"compress_zstd1_f32", 4,
+       [](const void* in, void*, std::size_t n) {
          volatile std::size_t sink = compress({DType::Float32, {n}, in}, Codec::Zstd, 1).bytes;
-         (void)sink; }},
-      {"compress_lz4_f32", 4, [](const void* in, void*, std::size_t n) {
+         (void)sink;
+       }},
+      {"compress_lz4_f32", 4,
+       [](const void* in, void*, std::size_t n) {
          volatile std::size_t sink = compress({DType::Float32, {n}, in}, Codec::Lz4, 0).bytes;
-         (void)sink; }},
+         (void)sink;
+       }},
   };
 
   if (o.kernel == "list") {
@@ -161,7 +194,8 @@ int main(int argc, char** argv) {
   }
   std::printf("{\n \"targets\": [");
   const auto targets = supported_targets();
-  for (std::size_t i = 0; i < targets.size(); ++i) std::printf("%s\"%s\"", i ? ", " : "", targets[i].c_str());
+  for (std::size_t i = 0; i < targets.size(); ++i)
+    std::printf("%s\"%s\"", i ? ", " : "", targets[i].c_str());
   std::printf("],\n \"memcpy\": [");
   for (std::size_t s = 0; s < o.sizes.size(); ++s) {
     const std::size_t bytes = o.sizes[s];
@@ -177,14 +211,14 @@ int main(int argc, char** argv) {
       for (std::size_t bytes : o.sizes) {
         const double tm = time_call([&] { std::memcpy(out.data(), u8.data(), bytes); }, o);
         const std::size_t n = bytes / k.in_item;
-        const void* in = k.in_item == 8 ? static_cast<const void*>(f64.data())
+        const void* in = k.in_item == 8   ? static_cast<const void*>(f64.data())
                          : k.in_item == 1 ? static_cast<const void*>(u8.data())
                                           : static_cast<const void*>(f32.data());
         const double t = time_call([&] { k.run(in, out.data(), n); }, o);
-        std::printf("%s\n  {\"kernel\": \"%s\", \"target\": \"%s\", \"bytes\": %zu, "
-                    "\"gbps\": %.4f, \"memcpy_gbps\": %.4f}",
-                    first ? "" : ",", k.name, target.c_str(), bytes, bytes / t / 1e9,
-                    bytes / tm / 1e9);
+        std::printf(
+            "%s\n  {\"kernel\": \"%s\", \"target\": \"%s\", \"bytes\": %zu, "
+            "\"gbps\": %.4f, \"memcpy_gbps\": %.4f}",
+            first ? "" : ",", k.name, target.c_str(), bytes, bytes / t / 1e9, bytes / tm / 1e9);
         std::fflush(stdout);
         first = false;
       }

@@ -37,20 +37,37 @@ std::vector<float> special_floats(std::size_t n, std::uint32_t seed) {
   std::uniform_real_distribution<float> mant(-2.0f, 2.0f);
   std::uniform_int_distribution<int> expo(-40, 40);
   std::vector<float> v(n);
-  const float specials[] = {0.0f, -0.0f, kInf, -kInf, kNaN, -kNaN, 1e-45f, -1e-45f, 1e-40f,
-                            65504.0f, 65519.0f, 65520.0f, 6.1e-5f, 5.96e-8f, 2.98e-8f,
-                            std::numeric_limits<float>::max(), -1.0f, -0.5f,
+  const float specials[] = {0.0f,
+                            -0.0f,
+                            kInf,
+                            -kInf,
+                            kNaN,
+                            -kNaN,
+                            1e-45f,
+                            -1e-45f,
+                            1e-40f,
+                            65504.0f,
+                            65519.0f,
+                            65520.0f,
+                            6.1e-5f,
+                            5.96e-8f,
+                            2.98e-8f,
+                            std::numeric_limits<float>::max(),
+                            -1.0f,
+                            -0.5f,
                             std::numeric_limits<float>::signaling_NaN()};
   for (std::size_t i = 0; i < n; ++i) {
-    v[i] = (i % 7 == 3) ? specials[(i / 7) % std::size(specials)]
-                        : std::ldexp(mant(rng), expo(rng));
+    v[i] =
+        (i % 7 == 3) ? specials[(i / 7) % std::size(specials)] : std::ldexp(mant(rng), expo(rng));
   }
   return v;
 }
 
 // Independent float16 reference: the compiler's _Float16 conversion (round to nearest even).
 std::uint16_t ref_half(float f) {
-  if (std::isnan(f)) return static_cast<std::uint16_t>(((bits(f) >> 16) & 0x8000u) | 0x7E00u | ((bits(f) & 0x7FFFFFu) >> 13));
+  if (std::isnan(f))
+    return static_cast<std::uint16_t>(((bits(f) >> 16) & 0x8000u) | 0x7E00u |
+                                      ((bits(f) & 0x7FFFFFu) >> 13));
   const _Float16 h = static_cast<_Float16>(f);
   std::uint16_t u;
   std::memcpy(&u, &h, 2);
@@ -68,9 +85,12 @@ std::uint16_t ref_bf16(float f) {
   std::memcpy(&flo, &lo, 4);
   std::memcpy(&fhi, &hi, 4);
   const long double dlo = std::fabs(static_cast<long double>(f) - flo);
-  const long double dhi = std::isinf(fhi) ? std::fabs(static_cast<long double>(f) - std::ldexp(1.0L, 128) * (f < 0 ? -1 : 1))
-                                          : std::fabs(static_cast<long double>(f) - fhi);
-  if (dlo < dhi || (dlo == dhi && ((lo >> 16) & 1) == 0)) return static_cast<std::uint16_t>(lo >> 16);
+  const long double dhi =
+      std::isinf(fhi)
+          ? std::fabs(static_cast<long double>(f) - std::ldexp(1.0L, 128) * (f < 0 ? -1 : 1))
+          : std::fabs(static_cast<long double>(f) - fhi);
+  if (dlo < dhi || (dlo == dhi && ((lo >> 16) & 1) == 0))
+    return static_cast<std::uint16_t>(lo >> 16);
   return static_cast<std::uint16_t>(hi >> 16);
 }
 
@@ -128,7 +148,8 @@ TEST_P(KernelTest, Float64ToFloat32RoundsLikeAStaticCast) {
       kernels::to_float32(DType::Float64, in.data() + off, out.data() + (off & 1), n);
       for (std::size_t i = 0; i < n; ++i) {
         const float want = static_cast<float>(in[off + i]);
-        ASSERT_TRUE(bits(out[(off & 1) + i]) == bits(want) || (std::isnan(want) && std::isnan(out[(off & 1) + i])))
+        ASSERT_TRUE(bits(out[(off & 1) + i]) == bits(want) ||
+                    (std::isnan(want) && std::isnan(out[(off & 1) + i])))
             << "n=" << n << " i=" << i << " in=" << in[off + i];
       }
     }
@@ -189,8 +210,10 @@ TEST_P(KernelTest, Float32ToFloat16RoundsToNearestEven) {
     for (std::size_t off : kOffsets) {
       auto in = special_floats(n + off, static_cast<std::uint32_t>(n));
       // Exact ties between two halves, in the normal and the subnormal range.
-      for (std::size_t i = off; i < in.size(); i += 9) in[i] = 1.0f + (2 * (i % 5) + 1) * std::ldexp(1.0f, -11);
-      for (std::size_t i = off + 4; i < in.size(); i += 9) in[i] = (2 * (i % 5) + 1) * std::ldexp(1.0f, -25);
+      for (std::size_t i = off; i < in.size(); i += 9)
+        in[i] = 1.0f + (2 * (i % 5) + 1) * std::ldexp(1.0f, -11);
+      for (std::size_t i = off + 4; i < in.size(); i += 9)
+        in[i] = (2 * (i % 5) + 1) * std::ldexp(1.0f, -25);
       std::vector<std::uint16_t> out(n);
       kernels::float32_to_float16(in.data() + off, out.data(), n);
       for (std::size_t i = 0; i < n; ++i) {
@@ -217,7 +240,8 @@ TEST_P(KernelTest, Float32ToBfloat16RoundsToNearestEvenAndKeepsNaN) {
 TEST_P(KernelTest, Float32ToInt8QuantisesWithTiesToEvenAndSaturates) {
   for (std::size_t n : kLengths) {
     auto in = special_floats(n, 3);
-    for (std::size_t i = 0; i < n; i += 4) in[i] = static_cast<float>(static_cast<int>(i % 300) - 150) * 0.25f;
+    for (std::size_t i = 0; i < n; i += 4)
+      in[i] = static_cast<float>(static_cast<int>(i % 300) - 150) * 0.25f;
     std::vector<std::int8_t> out(n);
     kernels::float32_to_int8(in.data(), out.data(), n, 0.5f);
     for (std::size_t i = 0; i < n; ++i) {
@@ -312,7 +336,8 @@ TEST_P(KernelTest, ByteShuffleMatchesTheDefinitionAndInverts) {
   for (std::size_t item : {1, 2, 3, 4, 8, 16}) {
     for (std::size_t n : {0, 1, 33, 1023, 1024, 2049, 5000}) {
       std::vector<std::uint8_t> in(n * item), sh(n * item), back(n * item);
-      for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<std::uint8_t>(i * 131 + (i >> 8));
+      for (std::size_t i = 0; i < in.size(); ++i)
+        in[i] = static_cast<std::uint8_t>(i * 131 + (i >> 8));
       kernels::shuffle_bytes(in.data(), sh.data(), n, item);
       for (std::size_t i = 0; i < n; ++i) {
         for (std::size_t b = 0; b < item; ++b) ASSERT_EQ(sh[b * n + i], in[i * item + b]);
@@ -349,13 +374,26 @@ TEST(OpSpec, CanonicalTextRoundTrips) {
 }
 
 TEST(OpSpec, BadTextIsRefusedWithAReason) {
-  const char* bad[] = {"frobnicate()", "cast(to=float64)", "cast()", "cast(to=float32",
-                       "clip(lo=2,hi=1)", "clip(lo=nan,hi=1)", "patches(size=0x4)",
-                       "patches(size=4x4,stride=1)", "standardize(mean=1)",
-                       "standardize(mean=1,std=0)", "standardize(mean=1:2,std=1)",
-                       "log1p(x=1)", "cast(to=float32,to=int8)", "compress(codec=gzip)",
-                       "compress(level=40)", "python(name=a b)", "subsample(strides=2xx2)",
-                       "minmax(lo=1,hi=1)", "cast(to=float16,scale=2)", ""};
+  const char* bad[] = {"frobnicate()",
+                       "cast(to=float64)",
+                       "cast()",
+                       "cast(to=float32",
+                       "clip(lo=2,hi=1)",
+                       "clip(lo=nan,hi=1)",
+                       "patches(size=0x4)",
+                       "patches(size=4x4,stride=1)",
+                       "standardize(mean=1)",
+                       "standardize(mean=1,std=0)",
+                       "standardize(mean=1:2,std=1)",
+                       "log1p(x=1)",
+                       "cast(to=float32,to=int8)",
+                       "compress(codec=gzip)",
+                       "compress(level=40)",
+                       "python(name=a b)",
+                       "subsample(strides=2xx2)",
+                       "minmax(lo=1,hi=1)",
+                       "cast(to=float16,scale=2)",
+                       ""};
   for (const char* b : bad) {
     if (std::string(b).empty()) {
       EXPECT_TRUE(parse_ops(b).empty());
@@ -366,7 +404,8 @@ TEST(OpSpec, BadTextIsRefusedWithAReason) {
 }
 
 TEST(OpSpec, TruncationsAndByteFlipsNeverCrashTheParser) {
-  const std::string text = "cast(to=float32)|standardize(axis=1,mean=1:2,std=3:4)|patches(size=4x4,stride=2x2)";
+  const std::string text =
+      "cast(to=float32)|standardize(axis=1,mean=1:2,std=3:4)|patches(size=4x4,stride=2x2)";
   std::mt19937 rng(4);
   for (std::size_t cut = 0; cut <= text.size(); ++cut) {
     try {
@@ -430,7 +469,8 @@ TEST(Pipeline, PatchesAndSubsampleCopyTheRightElements) {
     for (int gx = 0; gx < 2; ++gx)
       for (int y = 0; y < 3; ++y)
         for (int xx = 0; xx < 4; ++xx)
-          for (int c = 0; c < 2; ++c) ASSERT_EQ(p[k++], x[((gy * 2 + y) * 9 + gx * 3 + xx) * 2 + c]);
+          for (int c = 0; c < 2; ++c)
+            ASSERT_EQ(p[k++], x[((gy * 2 + y) * 9 + gx * 3 + xx) * 2 + c]);
   r = Pipeline::parse("subsample(strides=3x2x2)").run(in, {});
   ASSERT_EQ(r.output.shape, (Dims{3, 5, 1}));
   p = reinterpret_cast<const std::int32_t*>(r.output.data);
@@ -480,7 +520,8 @@ TEST(Pipeline, CompressRoundTripsAndRefusesCorruptInput) {
     ASSERT_EQ(back.dtype, DType::Float64);
     ASSERT_EQ(std::memcmp(back.data, x.data(), back.bytes), 0);
     std::vector<std::byte> bytes(packed.output.data, packed.output.data + packed.output.bytes);
-    for (std::size_t cut : {std::size_t{0}, std::size_t{10}, std::size_t{30}, bytes.size() / 2, bytes.size() - 1}) {
+    for (std::size_t cut :
+         {std::size_t{0}, std::size_t{10}, std::size_t{30}, bytes.size() / 2, bytes.size() - 1}) {
       EXPECT_THROW(decompress(bytes.data(), cut), InvalidArgument) << cut;
     }
     std::mt19937 rng(1);
@@ -513,7 +554,9 @@ std::shared_ptr<const PipelineResult> result_of(std::size_t bytes) {
 
 TEST(ResultCache, EvictsLeastRecentlyUsedAndNeverExceedsItsBound) {
   ResultCache c(1000);
-  const auto key = [](int step) { return CacheKey{static_cast<std::uint64_t>(step), "x", "log1p()"}; };
+  const auto key = [](int step) {
+    return CacheKey{static_cast<std::uint64_t>(step), "x", "log1p()"};
+  };
   EXPECT_TRUE(c.put(key(1), result_of(400)));
   EXPECT_TRUE(c.put(key(2), result_of(400)));
   EXPECT_NE(c.get(key(1)), nullptr);  // 1 is now more recent than 2

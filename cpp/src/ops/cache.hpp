@@ -26,9 +26,9 @@ struct CacheKey {
 struct CacheCounters {
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;
-  std::uint64_t evictions = 0;   ///< entries removed to make room
-  std::uint64_t rejected = 0;    ///< results larger than the whole bound, not kept
-  std::uint64_t bytes = 0;       ///< bytes held now (never above max_bytes)
+  std::uint64_t evictions = 0;  ///< entries removed to make room
+  std::uint64_t rejected = 0;   ///< results larger than the whole bound, not kept
+  std::uint64_t bytes = 0;      ///< bytes held now (never above max_bytes)
   std::uint64_t entries = 0;
   std::uint64_t max_bytes = 0;
 };

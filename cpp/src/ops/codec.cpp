@@ -64,8 +64,9 @@ std::size_t compress_chunk(Codec codec, int level, const std::byte* src, std::si
   }
   const auto* s = reinterpret_cast<const char*>(src);
   auto* d = reinterpret_cast<char*>(dst);
-  const int r = level == 0 ? LZ4_compress_default(s, d, static_cast<int>(n), static_cast<int>(cap))
-                           : LZ4_compress_HC(s, d, static_cast<int>(n), static_cast<int>(cap), level);
+  const int r = level == 0
+                    ? LZ4_compress_default(s, d, static_cast<int>(n), static_cast<int>(cap))
+                    : LZ4_compress_HC(s, d, static_cast<int>(n), static_cast<int>(cap), level);
   return r <= 0 || static_cast<std::size_t>(r) >= n ? 0 : static_cast<std::size_t>(r);
 }
 

@@ -199,13 +199,15 @@ void F32ToF16(const float* HWY_RESTRICT in, std::uint16_t* HWY_RESTRICT out, std
     const auto sign = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 0x8000u));
     const auto abs = hn::And(bits, hn::Set(du, 0x7FFFFFFFu));
     const auto abs_i = hn::BitCast(di, abs);
-    const auto round = hn::Add(hn::Set(du, 0xFFFu), hn::And(hn::ShiftRight<13>(abs), hn::Set(du, 1u)));
+    const auto round =
+        hn::Add(hn::Set(du, 0xFFFu), hn::And(hn::ShiftRight<13>(abs), hn::Set(du, 1u)));
     const auto normal = hn::Sub(hn::ShiftRight<13>(hn::Add(abs, round)), hn::Set(du, 112u << 10));
     const auto sub = hn::Sub(hn::BitCast(du, hn::Add(hn::BitCast(df, abs), hn::Set(df, 0.5f))),
                              hn::Set(du, 0x3F000000u));
-    const auto nan = hn::Or(hn::Set(du, 0x7E00u),
-                            hn::ShiftRight<13>(hn::And(abs, hn::Set(du, 0x7FFFFFu))));
-    auto h = hn::IfThenElse(hn::RebindMask(du, hn::Lt(abs_i, hn::Set(di, 0x38800000))), sub, normal);
+    const auto nan =
+        hn::Or(hn::Set(du, 0x7E00u), hn::ShiftRight<13>(hn::And(abs, hn::Set(du, 0x7FFFFFu))));
+    auto h =
+        hn::IfThenElse(hn::RebindMask(du, hn::Lt(abs_i, hn::Set(di, 0x38800000))), sub, normal);
     h = hn::IfThenElse(hn::RebindMask(du, hn::Gt(abs_i, hn::Set(di, 0x477FEFFF))),
                        hn::Set(du, 0x7C00u), h);
     h = hn::IfThenElse(hn::RebindMask(du, hn::Gt(abs_i, hn::Set(di, 0x7F800000))), nan, h);
@@ -257,7 +259,9 @@ void F32ToI8(const float* HWY_RESTRICT in, std::int8_t* HWY_RESTRICT out, std::s
   }
   for (; i < n; ++i) {
     const float q = std::nearbyint(in[i] / scale);
-    out[i] = std::isnan(q) ? 0 : static_cast<std::int8_t>(q < -128.0f ? -128.0f : (q > 127.0f ? 127.0f : q));
+    out[i] = std::isnan(q)
+                 ? 0
+                 : static_cast<std::int8_t>(q < -128.0f ? -128.0f : (q > 127.0f ? 127.0f : q));
   }
 }
 

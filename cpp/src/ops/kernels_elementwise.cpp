@@ -7,6 +7,7 @@
 #define HWY_TARGET_INCLUDE "ops/kernels_elementwise.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
+// After highway.h, in its own block so that include sorting keeps it there.
 #include <hwy/contrib/math/math-inl.h>
 
 #include <cmath>
@@ -114,15 +115,24 @@ void Clip(DType t, const void* in, void* out, std::size_t n, double lo, double h
                        static_cast<float>(lo), static_cast<float>(hi));
     case DType::Float64:
       return ClipFloat(static_cast<const double*>(in), static_cast<double*>(out), n, lo, hi);
-    case DType::Int8: return ClipIntAs<std::int8_t>(in, out, n, lo, hi);
-    case DType::UInt8: return ClipIntAs<std::uint8_t>(in, out, n, lo, hi);
-    case DType::Int16: return ClipIntAs<std::int16_t>(in, out, n, lo, hi);
-    case DType::UInt16: return ClipIntAs<std::uint16_t>(in, out, n, lo, hi);
-    case DType::Int32: return ClipIntAs<std::int32_t>(in, out, n, lo, hi);
-    case DType::UInt32: return ClipIntAs<std::uint32_t>(in, out, n, lo, hi);
-    case DType::Int64: return ClipIntAs<std::int64_t>(in, out, n, lo, hi);
-    case DType::UInt64: return ClipIntAs<std::uint64_t>(in, out, n, lo, hi);
-    default: return;  // refused by the pipeline's validation
+    case DType::Int8:
+      return ClipIntAs<std::int8_t>(in, out, n, lo, hi);
+    case DType::UInt8:
+      return ClipIntAs<std::uint8_t>(in, out, n, lo, hi);
+    case DType::Int16:
+      return ClipIntAs<std::int16_t>(in, out, n, lo, hi);
+    case DType::UInt16:
+      return ClipIntAs<std::uint16_t>(in, out, n, lo, hi);
+    case DType::Int32:
+      return ClipIntAs<std::int32_t>(in, out, n, lo, hi);
+    case DType::UInt32:
+      return ClipIntAs<std::uint32_t>(in, out, n, lo, hi);
+    case DType::Int64:
+      return ClipIntAs<std::int64_t>(in, out, n, lo, hi);
+    case DType::UInt64:
+      return ClipIntAs<std::uint64_t>(in, out, n, lo, hi);
+    default:
+      return;  // refused by the pipeline's validation
   }
 }
 

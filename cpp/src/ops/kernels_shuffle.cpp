@@ -19,15 +19,15 @@ namespace twinstream::ops::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using Bytes = std::uint8_t;
 
-void ShuffleScalar(const Bytes* in, Bytes* out, std::size_t begin, std::size_t end,
-                   std::size_t n, std::size_t item) {
+void ShuffleScalar(const Bytes* in, Bytes* out, std::size_t begin, std::size_t end, std::size_t n,
+                   std::size_t item) {
   for (std::size_t i = begin; i < end; ++i) {
     for (std::size_t b = 0; b < item; ++b) out[b * n + i] = in[i * item + b];
   }
 }
 
-void UnshuffleScalar(const Bytes* in, Bytes* out, std::size_t begin, std::size_t end,
-                     std::size_t n, std::size_t item) {
+void UnshuffleScalar(const Bytes* in, Bytes* out, std::size_t begin, std::size_t end, std::size_t n,
+                     std::size_t item) {
   for (std::size_t i = begin; i < end; ++i) {
     for (std::size_t b = 0; b < item; ++b) out[i * item + b] = in[b * n + i];
   }
@@ -72,8 +72,8 @@ std::size_t Unshuffle24(const Bytes* in, Bytes* out, std::size_t count, std::siz
   } else {
     for (; i + N <= count; i += N) {
       hn::StoreInterleaved4(hn::LoadU(d, in + i), hn::LoadU(d, in + stride + i),
-                            hn::LoadU(d, in + 2 * stride + i), hn::LoadU(d, in + 3 * stride + i),
-                            d, out + 4 * i);
+                            hn::LoadU(d, in + 2 * stride + i), hn::LoadU(d, in + 3 * stride + i), d,
+                            out + 4 * i);
     }
   }
   return i;

@@ -47,10 +47,14 @@ void strided_row(const std::byte* in, std::size_t step, std::size_t n, std::size
     return;
   }
   switch (item) {
-    case 1: return gather<std::uint8_t>(in, step, n, out);
-    case 2: return gather<std::uint16_t>(in, step, n, out);
-    case 4: return gather<std::uint32_t>(in, step, n, out);
-    case 8: return gather<std::uint64_t>(in, step, n, out);
+    case 1:
+      return gather<std::uint8_t>(in, step, n, out);
+    case 2:
+      return gather<std::uint16_t>(in, step, n, out);
+    case 4:
+      return gather<std::uint32_t>(in, step, n, out);
+    case 8:
+      return gather<std::uint64_t>(in, step, n, out);
     default:
       for (std::size_t i = 0; i < n; ++i) std::memcpy(out + i * item, in + i * step, item);
   }
@@ -141,7 +145,8 @@ void patches_copy(const TensorView& in, const Dims& size, const Dims& stride, st
   std::vector<std::size_t> grid_steps(k);
   for (std::size_t i = 0; i < k; ++i) grid_steps[i] = in_strides[i] * stride[i];
   const Dims rows(size.begin(), size.end() - 1);
-  const std::vector<std::size_t> row_steps(in_strides.begin(), in_strides.begin() + static_cast<std::ptrdiff_t>(k - 1));
+  const std::vector<std::size_t> row_steps(in_strides.begin(),
+                                           in_strides.begin() + static_cast<std::ptrdiff_t>(k - 1));
   const auto* base = static_cast<const std::byte*>(in.data);
   if (k == 2) {
     // 2-D tiles (images): walk the input in its own order, row by row, scattering each

@@ -38,8 +38,14 @@ struct Where {
 bool is_float(DType t) { return t == DType::Float32 || t == DType::Float64; }
 bool is_integer(DType t) {
   switch (t) {
-    case DType::Int8: case DType::Int16: case DType::Int32: case DType::Int64:
-    case DType::UInt8: case DType::UInt16: case DType::UInt32: case DType::UInt64:
+    case DType::Int8:
+    case DType::Int16:
+    case DType::Int32:
+    case DType::Int64:
+    case DType::UInt8:
+    case DType::UInt16:
+    case DType::UInt32:
+    case DType::UInt64:
       return true;
     default:
       return false;
@@ -65,14 +71,22 @@ void need_numeric(const Where& w, DType t) {
 // round to themselves, and bounds are then clamped inside them).
 std::pair<double, double> int_range(DType t) {
   switch (t) {
-    case DType::Int8: return {-128.0, 127.0};
-    case DType::UInt8: return {0.0, 255.0};
-    case DType::Int16: return {-32768.0, 32767.0};
-    case DType::UInt16: return {0.0, 65535.0};
-    case DType::Int32: return {-2147483648.0, 2147483647.0};
-    case DType::UInt32: return {0.0, 4294967295.0};
-    case DType::Int64: return {-9223372036854775808.0, 9223372036854774784.0};
-    default: return {0.0, 18446744073709549568.0};
+    case DType::Int8:
+      return {-128.0, 127.0};
+    case DType::UInt8:
+      return {0.0, 255.0};
+    case DType::Int16:
+      return {-32768.0, 32767.0};
+    case DType::UInt16:
+      return {0.0, 65535.0};
+    case DType::Int32:
+      return {-2147483648.0, 2147483647.0};
+    case DType::UInt32:
+      return {0.0, 4294967295.0};
+    case DType::Int64:
+      return {-9223372036854775808.0, 9223372036854774784.0};
+    default:
+      return {0.0, 18446744073709549568.0};
   }
 }
 
@@ -91,10 +105,14 @@ std::pair<double, double> clip_bounds(const Where& w, DType t, const ClipOp& c) 
 
 DType cast_dtype(CastTarget to) {
   switch (to) {
-    case CastTarget::Float32: return DType::Float32;
-    case CastTarget::Float16: return DType::Float16;
-    case CastTarget::BFloat16: return DType::UInt16;  // bfloat16 bits; numpy has no bfloat16
-    default: return DType::Int8;
+    case CastTarget::Float32:
+      return DType::Float32;
+    case CastTarget::Float16:
+      return DType::Float16;
+    case CastTarget::BFloat16:
+      return DType::UInt16;  // bfloat16 bits; numpy has no bfloat16
+    default:
+      return DType::Int8;
   }
 }
 
@@ -154,8 +172,10 @@ TensorSpec check(const Where& w, const TensorSpec& in) {
           },
           [&](const PatchesOp& p) -> TensorSpec {
             if (p.size.size() > shape.size()) {
-              w.refuse("patches of " + std::to_string(p.size.size()) + " axes need an array of "
-                       "at least that many axes; this one is " + dims_text(shape));
+              w.refuse("patches of " + std::to_string(p.size.size()) +
+                       " axes need an array of "
+                       "at least that many axes; this one is " +
+                       dims_text(shape));
             }
             for (std::size_t i = 0; i < p.size.size(); ++i) {
               if (p.size[i] > shape[i]) {
@@ -243,7 +263,8 @@ Pipeline::Pipeline(std::vector<OpSpec> ops) : ops_(std::move(ops)) {
   for (std::size_t i = 0; i + 1 < ops_.size(); ++i) {
     if (std::holds_alternative<CompressOp>(ops_[i]) &&
         !std::holds_alternative<DecompressOp>(ops_[i + 1])) {
-      throw InvalidArgument("operator " + std::to_string(i) + " compress must be the last "
+      throw InvalidArgument("operator " + std::to_string(i) +
+                            " compress must be the last "
                             "operator (it turns the array into bytes); move it to the end");
     }
   }
@@ -309,9 +330,10 @@ PipelineResult Pipeline::run(const TensorView& in, const RunOptions& opt) const 
                 p = rs.params();
                 rs.publish(result.attributes, prefix);
               } else {
-                w.refuse("standardize() without mean/std needs running statistics: give the "
-                         "writer's published ones or a state to keep them in (or pass mean= "
-                         "and std=)");
+                w.refuse(
+                    "standardize() without mean/std needs running statistics: give the "
+                    "writer's published ones or a state to keep them in (or pass mean= "
+                    "and std=)");
               }
               try {
                 Tensor out = same_shape_output(cur, cur.dtype);
@@ -376,8 +398,9 @@ PipelineResult Pipeline::run(const TensorView& in, const RunOptions& opt) const 
             [&](const DecompressOp&) { return decompress(cur.data, cur.bytes); },
             [&](const PythonOp& p) {
               if (!opt.python) {
-                w.refuse("Python operators run only where a Python runner is given (a Python "
-                         "process); this side has none");
+                w.refuse(
+                    "Python operators run only where a Python runner is given (a Python "
+                    "process); this side has none");
               }
               return opt.python(i, p, cur.view());
             },

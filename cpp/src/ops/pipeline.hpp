@@ -31,21 +31,21 @@ struct TensorSpec {
 
 /// One operator's share of a run.
 struct OpTiming {
-  std::string op;           ///< canonical text of the operator
+  std::string op;  ///< canonical text of the operator
   double seconds = 0;
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
 };
 
 struct PipelineResult {
-  Tensor output;                 ///< a view of the input when no operator changed it
+  Tensor output;  ///< a view of the input when no operator changed it
   std::vector<OpTiming> timings;
-  Attributes attributes;         ///< published by stats and running standardize
+  Attributes attributes;  ///< published by stats and running standardize
 };
 
 /// Runs a Python operator (the bindings provide it); returns an owned tensor.
-using PythonRunner = std::function<Tensor(std::size_t op_index, const PythonOp& op,
-                                          const TensorView& in)>;
+using PythonRunner =
+    std::function<Tensor(std::size_t op_index, const PythonOp& op, const TensorView& in)>;
 
 /// State a pipeline keeps across steps on the side that maintains it: one RunningStats
 /// per running standardize, by operator index.
@@ -54,13 +54,13 @@ struct PipelineState {
 };
 
 struct RunOptions {
-  std::string_view variable;        ///< names errors
-  std::string attribute_prefix;     ///< prepended to every published attribute name
+  std::string_view variable;     ///< names errors
+  std::string attribute_prefix;  ///< prepended to every published attribute name
   /// Where running standardize finds its parameters: first in `published` (a reader
   /// using the writer's values), else in `state`, which it updates with this block.
   const Attributes* published = nullptr;
   PipelineState* state = nullptr;
-  PythonRunner python;              ///< needed when the pipeline has Python operators
+  PythonRunner python;  ///< needed when the pipeline has Python operators
   /// Copy the input when no operator produced new bytes, so that the output outlives the
   /// input (for caching, or handing to another thread).
   bool own_output = false;

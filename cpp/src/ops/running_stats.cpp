@@ -59,8 +59,8 @@ ChannelLayout channel_layout(const Dims& shape, std::optional<std::int64_t> axis
   const std::int64_t a = *axis < 0 ? *axis + nd : *axis;
   if (a < 0 || a >= nd) {
     throw InvalidArgument("channel axis " + std::to_string(*axis) + " is out of range for a " +
-                          std::to_string(nd) + "-d array (use -" + std::to_string(nd) +
-                          " to " + std::to_string(nd - 1) + ")");
+                          std::to_string(nd) + "-d array (use -" + std::to_string(nd) + " to " +
+                          std::to_string(nd - 1) + ")");
   }
   for (std::int64_t i = 0; i < a; ++i) L.outer *= shape[static_cast<std::size_t>(i)];
   L.channels = shape[static_cast<std::size_t>(a)];

@@ -60,8 +60,8 @@ std::int64_t target_bit(std::string_view name) {
   }
   std::string valid;
   for (const auto& n : names_of(HWY_TARGETS)) valid += (valid.empty() ? "" : ", ") + n;
-  throw InvalidArgument("unknown SIMD target '" + std::string(name) + "'; this build has: " +
-                        valid + " ('scalar' names the portable fallback)");
+  throw InvalidArgument("unknown SIMD target '" + std::string(name) +
+                        "'; this build has: " + valid + " ('scalar' names the portable fallback)");
 }
 
 void install(std::int64_t mask) {
@@ -91,8 +91,10 @@ void force_target(std::string_view name) {
   if ((bit & real_supported()) == 0) {
     std::string have;
     for (const auto& n : supported_targets()) have += (have.empty() ? "" : ", ") + n;
-    throw Unavailable("SIMD target '" + std::string(name) + "' is compiled in but this CPU "
-                      "cannot run it; it can run: " + have);
+    throw Unavailable("SIMD target '" + std::string(name) +
+                      "' is compiled in but this CPU "
+                      "cannot run it; it can run: " +
+                      have);
   }
   install(bit);
 }

@@ -139,14 +139,15 @@ void register_ops(py::module_& m) {
     return d;
   });
   m.def("ops_force_simd", [](const std::string& name) { force_target(name); }, py::arg("name"));
-  m.def("ops_canonical", [](const std::string& text) { return Pipeline::parse(text).key(); },
-        py::arg("text"));
+  m.def(
+      "ops_canonical", [](const std::string& text) { return Pipeline::parse(text).key(); },
+      py::arg("text"));
   m.def(
       "ops_validate",
       [](const std::string& key, const py::dtype& dtype, const std::vector<std::uint64_t>& shape,
          const std::string& variable) -> py::object {
-        const auto spec = Pipeline::parse(key).validate(dtype_of(dtype), Dims(shape.begin(), shape.end()),
-                                                        variable);
+        const auto spec = Pipeline::parse(key).validate(dtype_of(dtype),
+                                                        Dims(shape.begin(), shape.end()), variable);
         if (!spec.known) return py::none();
         return py::make_tuple(std::string(dtype_name(spec.dtype)), spec.shape);
       },
@@ -241,7 +242,8 @@ void register_ops(py::module_& m) {
       .def("keys",
            [](const ResultCache& c) {
              py::list out;
-             for (const auto& k : c.keys()) out.append(py::make_tuple(k.step, k.variable, k.pipeline));
+             for (const auto& k : c.keys())
+               out.append(py::make_tuple(k.step, k.variable, k.pipeline));
              return out;
            })
       .def("drop_step", &ResultCache::drop_step, py::arg("step"))
