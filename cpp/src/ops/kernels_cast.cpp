@@ -32,6 +32,7 @@ void F64ToF32(const double* HWY_RESTRICT in, float* HWY_RESTRICT out, std::size_
 #if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
   // The portable targets' DemoteTo clamps to the float32 range; numpy gives +-inf.
   (void)N;
+  (void)df;
 #else
   for (; i + 2 * N <= n; i += 2 * N) {
     const auto a = hn::LoadU(dd, in + i);
