@@ -479,6 +479,25 @@ TEST(Pipeline, PatchesAndSubsampleCopyTheRightElements) {
     for (int b = 0; b < 9; b += 2) ASSERT_EQ(p[k++], x[(a * 9 + b) * 2]);
 }
 
+TEST(Pipeline, LargePatchesStreamedPastTheCacheAreStillRight) {
+  // 8 MiB of output takes the streaming-store path of patches_copy.
+  const std::uint64_t h = 1024, w = 2048;
+  std::vector<float> x(h * w);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i);
+  const TensorView in{DType::Float32, {h, w}, x.data()};
+  const auto r = Pipeline::parse("patches(size=64x64)").run(in, {});
+  ASSERT_EQ(r.output.shape, (Dims{16 * 32, 64, 64}));
+  const auto* p = reinterpret_cast<const float*>(r.output.data);
+  for (std::uint64_t t = 0; t < 16 * 32; ++t) {
+    for (std::uint64_t y = 0; y < 64; ++y) {
+      for (std::uint64_t xx = 0; xx < 64; xx += 7) {
+        const std::uint64_t gy = t / 32, gx = t % 32;
+        ASSERT_EQ(p[(t * 64 + y) * 64 + xx], x[(gy * 64 + y) * w + gx * 64 + xx]);
+      }
+    }
+  }
+}
+
 TEST(Pipeline, RunningStandardizeGivesTheSameBytesOnBothSides) {
   const Pipeline p = Pipeline::parse("cast(to=float32)|standardize(axis=1)|stats()");
   PipelineState writer_state;
