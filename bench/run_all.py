@@ -4,8 +4,9 @@
     python bench/run_all.py [--sizes 4K,64K,1M,16M,64M] [--binary ...] [--micro-binary ...]
 
   1. micro_bench (google-benchmark, JSON)        -> bench/results/micro.json
-  2. bench/e2e.py (twinstream vs. baselines)     -> bench/results/e2e.json
-  3. summary tables, targets marked PASS/MISS    -> bench/results/summary.md (also printed)
+  2. bench/ops_bench.py (kernels vs memcpy/numpy) -> bench/results/ops.json
+  3. bench/e2e.py (twinstream vs. baselines)     -> bench/results/e2e.json
+  4. summary tables, targets marked PASS/MISS    -> bench/results/summary.md (also printed)
 
 Binaries default to the `make cpp` build (build/cpp/bench/...) and fall back to the dev
 preset's build/dev/bench/....  Exit status 1 if a benchmark failed or any e2e record
@@ -27,6 +28,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import e2e  # noqa: E402
 import e2e_baselines  # noqa: E402
+import ops_bench  # noqa: E402
 from baselines import parse_size  # noqa: E402
 
 ROOT = BENCH_DIR.parent
@@ -106,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"micro_bench FAILED: {micro_err}", file=sys.stderr)
 
+    ops_report, ops_err = None, ""
+    try:
+        ops_report = ops_bench.run([parse_size(s) for s in ("64K", "1M", "16M")],
+                                   ops_bench.find_binary(None))
+        e2e.write_atomic(args.out / "ops.json", json.dumps(ops_report, indent=1) + "\n")
+    except (SystemExit, subprocess.SubprocessError, OSError, ValueError) as exc:
+        ops_err = str(exc)
+        print(f"ops_bench FAILED: {ops_err}", file=sys.stderr)
+
     binary = e2e.find_binary(args.binary)
     print(f"stream_e2e: {binary}", file=sys.stderr, flush=True)
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
@@ -118,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = e2e.render_summary(records, meta)
     summary += f"\nTotal run_all.py runtime (micro + e2e): {total:.1f} s\n\n"
     summary += micro_summary(micro, micro_err, micro_bin, args.micro_min_time)
+    summary += "\n" + (ops_bench.summary(ops_report) if ops_report
+                       else f"## Ops kernels\n\nnot run: {ops_err}\n")
     e2e.write_atomic(args.out / "summary.md", summary)
     print(summary)
-    print(f"results written to {args.out}/ (micro.json, e2e.json, summary.md)", file=sys.stderr)
-    failed = micro is None or any(r.get("error") for r in records)
+    print(f"results written to {args.out}/ (micro.json, ops.json, e2e.json, summary.md)",
+          file=sys.stderr)
+    failed = micro is None or ops_report is None or any(r.get("error") for r in records)
     return 1 if failed else 0
 
 

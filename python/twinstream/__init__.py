@@ -20,6 +20,7 @@ from twinstream._core import (
     TimeoutError,
     Unavailable,
 )
+from twinstream import ops
 from twinstream.stream import (
     Reader,
     Step,
@@ -50,6 +51,7 @@ __all__ = [
     "cmake_dir",
     "data_planes",
     "open",
+    "ops",
 ]
 
 

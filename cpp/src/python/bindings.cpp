@@ -15,6 +15,8 @@
 namespace py = pybind11;
 using namespace twinstream;
 
+void register_ops(py::module_& m);  // ops_bindings.cpp
+
 namespace {
 
 PyObject* g_error = nullptr;
@@ -157,6 +159,7 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  register_ops(m);
   m.def("version", &twinstream::version);
   m.def("writer_option_docs", [] { return option_docs(writer_option_docs()); });
   m.def("reader_option_docs", [] { return option_docs(reader_option_docs()); });

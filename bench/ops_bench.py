@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Ops kernels: GB/s of input per kernel, per SIMD target and size, as ratios to memcpy and
+to the numpy equivalent measured in the same run (what `make bench` records as ops.json).
+Prints the JSON report on stdout and a markdown summary on stderr.
+
+    python bench/ops_bench.py [--sizes 64K,1M,16M] [--binary build/cpp/bench/ops_bench]
+                              [--out bench/results/ops.json]
+
+The C++ side (bench/ops_bench.cpp) times each kernel into a preallocated output on every
+target this CPU runs, with memcpy of the same input size as its baseline. The numpy side
+is timed here the same way (batches of calls, best of samples), also into preallocated
+outputs (``out=`` / ``np.copyto``), i.e. numpy at its best. Targets from the issue:
+memory-bound kernels >= 0.8x memcpy at >= 1 MiB, and >= 3x numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+from baselines import parse_size  # noqa: E402
+
+BINARIES = [ROOT / "build/cpp/bench/ops_bench", ROOT / "build/dev/bench/ops_bench"]
+# Kernels whose speed is bounded by memory traffic (the 0.8x memcpy target applies);
+# the others are bounded by arithmetic (division, log, float64 accumulation) or by the codec.
+MEMORY_BOUND = {"cast_f64_f32", "cast_f32_f16", "cast_f32_bf16", "clip_f32", "shuffle_4byte",
+                "subsample_2x2_f32", "patches_64x64_f32"}
+
+
+def time_call(f, min_sample_s: float = 0.02, samples: int = 5) -> float:
+    """Seconds per call: the best of several samples, each a batch of at least min_sample_s
+    (the same estimator as the C++ side: closest to the uncontended speed)."""
+    f()
+    reps = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            f()
+        if time.perf_counter() - t0 >= min_sample_s or reps >= 1 << 20:
+            break
+        reps *= 2
+    per = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            f()
+        per.append((time.perf_counter() - t0) / reps)
+    return min(per)
+
+
+def numpy_equivalents(nbytes: int) -> dict:
+    """Callables doing each kernel's work with numpy, on inputs of nbytes bytes."""
+    n32, n64 = nbytes // 4, nbytes // 8
+    rng = np.random.default_rng(1)
+    x64 = np.sin(np.arange(n64) * 1e-3) + rng.normal(0, 0.01, n64)
+    x32 = (np.sin(np.arange(n32) * 1e-3) + rng.normal(0, 0.01, n32)).astype(np.float32)
+    u8 = rng.integers(0, 256, nbytes, dtype=np.uint8)
+    o32 = np.ones(max(n32, nbytes), dtype=np.float32)
+    o16 = np.ones(n32, dtype=np.uint16)
+    o8 = np.ones(n32, dtype=np.int8)
+    t32 = np.ones(n32, dtype=np.float32)
+    tu = np.ones(n32, dtype=np.uint32)
+    mask = np.zeros(n32, dtype=bool)
+    side = int(np.sqrt(n32))
+    bits = x32.view(np.uint32)
+
+    def bf16():
+        np.right_shift(bits, 16, out=tu)
+        np.bitwise_and(tu, 1, out=tu)
+        np.add(tu, 0x7FFF, out=tu)
+        np.add(tu, bits, out=tu)
+        np.right_shift(tu, 16, out=tu)
+        np.copyto(o16, tu, casting="unsafe")
+        np.isnan(x32, out=mask)
+        np.copyto(o16, (bits >> 16) | 0x40, where=mask, casting="unsafe")
+
+    def int8():
+        np.divide(x32, np.float32(0.01), out=t32)
+        np.rint(t32, out=t32)
+        np.clip(t32, -128, 127, out=t32)
+        np.copyto(o8, t32, casting="unsafe")
+
+    def standardize():
+        out = o32[:n32]
+        np.subtract(x32, np.float32(0.5), out=out)
+        np.divide(out, np.float32(2.0), out=out)
+
+    def stats():
+        return x32.min(), x32.max(), x32.mean(dtype=np.float64), x32.std(dtype=np.float64)
+
+    img = x32[: side * side].reshape(side, side)
+    return {
+        "cast_f64_f32": lambda: np.copyto(o32[:n64], x64, casting="unsafe"),
+        "cast_u8_f32": lambda: np.copyto(o32[:nbytes], u8, casting="unsafe"),
+        "cast_f32_f16": lambda: np.copyto(o16.view(np.float16), x32, casting="unsafe"),
+        "cast_f32_bf16": bf16,
+        "cast_f32_i8": int8,
+        "standardize_f32": standardize,
+        "clip_f32": lambda: np.clip(x32, -0.5, 0.5, out=o32[:n32]),
+        "log1p_f32": lambda: np.log1p(x32, out=o32[:n32]),
+        "stats_f32": stats,
+        "shuffle_4byte": lambda: np.copyto(o32[:n32].view(np.uint8).reshape(4, n32),
+                                           x32.view(np.uint8).reshape(n32, 4).T),
+        "subsample_2x2_f32": lambda: np.copyto(
+            o32[: (side // 2) ** 2].reshape(side // 2, side // 2), img[::2, ::2]),
+        "patches_64x64_f32": lambda: np.copyto(
+            o32[: side * side].reshape(side // 64, side // 64, 64, 64),
+            img.reshape(side // 64, 64, side // 64, 64).transpose(0, 2, 1, 3)),
+    }
+
+
+def find_binary(explicit: str | None) -> Path:
+    for p in [Path(explicit)] if explicit else BINARIES:
+        if p.is_file():
+            return p.resolve()
+    raise SystemExit("ops_bench not found (build it: make cpp); looked for "
+                     + ", ".join(str(p) for p in BINARIES))
+
+
+def run(sizes: list[int], binary: Path, min_sample_ms: float = 20, samples: int = 5) -> dict:
+    """One kernel at a time: the C++ side (every target and size, each paired with a memcpy
+    of that size), then numpy's equivalent at each size, so that the three numbers of a
+    ratio are taken within seconds of each other on a machine whose load changes."""
+    names = subprocess.run([str(binary), "--kernel", "list"], capture_output=True, text=True,
+                           timeout=60, check=True).stdout.split()
+    np.seterr(all="ignore")  # log1p of x < -1 gives NaN on both sides; no warnings wanted
+    native: dict = {"memcpy": [], "kernels": []}
+    numpy_gbps: dict[str, dict[int, float]] = {}
+    for name in names:
+        cpp = subprocess.run([str(binary), "--kernel", name, "--sizes", ",".join(map(str, sizes)),
+                              "--min-sample-ms", str(min_sample_ms), "--samples", str(samples)],
+                             capture_output=True, text=True, timeout=600, check=True)
+        part = json.loads(cpp.stdout)
+        native["targets"] = part["targets"]
+        native["memcpy"] += part["memcpy"]
+        native["kernels"] += part["kernels"]
+        for size in sizes:
+            f = numpy_equivalents(size).get(name)
+            if f is not None:
+                numpy_gbps.setdefault(name, {})[size] = size / time_call(
+                    f, min_sample_ms / 1000, samples) / 1e9
+    results = []
+    for k in native["kernels"]:
+        np_gbps = numpy_gbps.get(k["kernel"], {}).get(k["bytes"])
+        results.append({
+            **k,
+            "numpy_gbps": np_gbps,
+            "vs_memcpy": k["gbps"] / k["memcpy_gbps"],
+            "vs_numpy": None if np_gbps is None else k["gbps"] / np_gbps,
+            "memory_bound": k["kernel"] in MEMORY_BOUND,
+        })
+    return {
+        "description": "GB/s (1e9 bytes/s) of input; ratios to memcpy of the same input size "
+                       "and to the numpy equivalent, both measured in this run",
+        "machine": {"cpu": platform.processor() or platform.machine(),
+                    "python": platform.python_version(), "numpy": np.__version__},
+        "binary": str(binary.relative_to(ROOT)) if binary.is_relative_to(ROOT) else str(binary),
+        "targets": native["targets"],
+        "memcpy": native["memcpy"],  # the start-of-run memcpy of each kernel's binary run
+        "numpy": [{"kernel": k, "bytes": b, "gbps": g} for k, v in numpy_gbps.items()
+                  for b, g in v.items()],
+        "results": results,
+    }
+
+
+def _size(b: int) -> str:
+    return f"{b >> 20} MiB" if b >= 1 << 20 else f"{b >> 10} KiB"
+
+
+def summary(report: dict) -> str:
+    """Markdown: one table per target, kernel rows, GB/s with ratios per size."""
+    sizes = sorted({r["bytes"] for r in report["results"]})
+    memcpy = {s: sorted(m["gbps"] for m in report["memcpy"] if m["bytes"] == s) for s in sizes}
+    out = ["## Ops kernels (bench/ops_bench.py)", "",
+           "GB/s of input (x memcpy measured just before, x numpy measured just after); "
+           "median of the memcpy baselines: " +
+           ", ".join(f"{_size(s)} {v[len(v) // 2]:.1f} GB/s" for s, v in memcpy.items()) +
+           ". `*` memory-bound kernel (0.8x memcpy target at >= 1 MiB).", ""]
+    for target in report["targets"]:
+        out += [f"### {target}", "",
+                "| kernel | " + " | ".join(_size(s) for s in sizes) + " |",
+                "|---|" + "---:|" * len(sizes)]
+        for name in dict.fromkeys(r["kernel"] for r in report["results"]):
+            cells = []
+            for s in sizes:
+                r = next(r for r in report["results"]
+                         if r["kernel"] == name and r["target"] == target and r["bytes"] == s)
+                vs_np = "" if r["vs_numpy"] is None else f", {r['vs_numpy']:.1f}x np"
+                cells.append(f"{r['gbps']:.1f} ({r['vs_memcpy']:.2f}x{vs_np})")
+            star = "*" if name in MEMORY_BOUND else ""
+            out.append(f"| {name}{star} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="64K,1M,16M")
+    p.add_argument("--binary")
+    p.add_argument("--min-sample-ms", type=float, default=20)
+    p.add_argument("--samples", type=int, default=5)
+    p.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "ops.json")
+    args = p.parse_args(argv)
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    report = run(sizes, find_binary(args.binary), args.min_sample_ms, args.samples)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+    print(summary(report), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

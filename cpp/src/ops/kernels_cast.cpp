@@ -1,0 +1,316 @@
+// Conversions between dtypes (the cast operator). float64 -> float32 and the small
+// integer -> float32 paths are vectorised because they are the common simulation ->
+// model paths; int64/uint64/uint32 -> float use the scalar conversion, which rounds
+// once, exactly as numpy does (going through float64 would round twice).
+#include "ops/hwy_config.hpp"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/kernels_cast.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "ops/half_float.hpp"
+#include "ops/kernels.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace twinstream::ops::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+template <typename From, typename To>
+void ScalarConvert(const From* in, To* out, std::size_t i, std::size_t n) {
+  for (; i < n; ++i) out[i] = static_cast<To>(in[i]);
+}
+
+void F64ToF32(const double* HWY_RESTRICT in, float* HWY_RESTRICT out, std::size_t n) {
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;
+  const std::size_t N = hn::Lanes(dd);
+  std::size_t i = 0;
+#if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+  // The portable targets' DemoteTo clamps to the float32 range; numpy gives +-inf.
+  (void)N;
+  (void)df;
+#else
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto a = hn::LoadU(dd, in + i);
+    const auto b = hn::LoadU(dd, in + i + N);
+    hn::StoreU(hn::DemoteTo(df, a), df, out + i);
+    hn::StoreU(hn::DemoteTo(df, b), df, out + i + N);
+  }
+#endif
+  ScalarConvert(in, out, i, n);
+}
+
+void I32ToF32(const std::int32_t* HWY_RESTRICT in, float* HWY_RESTRICT out, std::size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const std::size_t N = hn::Lanes(df);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::ConvertTo(df, hn::LoadU(di, in + i)), df, out + i);
+  ScalarConvert(in, out, i, n);
+}
+
+// 8- and 16-bit integers widen to int32 lanes first; every value is exact in float32.
+template <typename T>
+void SmallIntToF32(const T* HWY_RESTRICT in, float* HWY_RESTRICT out, std::size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::Rebind<T, decltype(df)> dn;
+  const std::size_t N = hn::Lanes(df);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto narrow = hn::LoadU(dn, in + i);
+    hn::Vec<decltype(di)> wide;
+    if constexpr (hwy::IsSigned<T>()) {
+      wide = hn::PromoteTo(di, narrow);
+    } else {
+      wide = hn::BitCast(di, hn::PromoteTo(du, narrow));
+    }
+    hn::StoreU(hn::ConvertTo(df, wide), df, out + i);
+  }
+  ScalarConvert(in, out, i, n);
+}
+
+void F16ToF32(const std::uint16_t* HWY_RESTRICT in, float* HWY_RESTRICT out, std::size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  const std::size_t N = hn::Lanes(df);
+  std::size_t i = 0;
+#if HWY_TARGET <= HWY_AVX2
+  // F16C converts exactly, NaN included.
+  const auto* hin = reinterpret_cast<const hwy::float16_t*>(in);
+  for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, hin + i)), df, out + i);
+#else
+  // Highway's emulation turns NaN into infinity; the scalar decoder is exact.
+  (void)dh;
+  (void)N;
+#endif
+  for (; i < n; ++i) out[i] = half_to_float(in[i]);
+}
+
+void F32ToF64(const float* HWY_RESTRICT in, double* HWY_RESTRICT out, std::size_t n) {
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;
+  const std::size_t N = hn::Lanes(dd);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(dd, hn::LoadU(df, in + i)), dd, out + i);
+  ScalarConvert(in, out, i, n);
+}
+
+void I32ToF64(const std::int32_t* HWY_RESTRICT in, double* HWY_RESTRICT out, std::size_t n) {
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<std::int32_t, decltype(dd)> di;
+  const std::size_t N = hn::Lanes(dd);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(dd, hn::LoadU(di, in + i)), dd, out + i);
+  ScalarConvert(in, out, i, n);
+}
+
+template <typename To>
+void ToFloat(DType src, const void* in, To* out, std::size_t n) {
+  switch (src) {
+    case DType::Bool:
+    case DType::UInt8:
+      if constexpr (std::is_same_v<To, float>) {
+        return SmallIntToF32(static_cast<const std::uint8_t*>(in), out, n);
+      } else {
+        return ScalarConvert(static_cast<const std::uint8_t*>(in), out, 0, n);
+      }
+    case DType::Int8:
+      if constexpr (std::is_same_v<To, float>) {
+        return SmallIntToF32(static_cast<const std::int8_t*>(in), out, n);
+      } else {
+        return ScalarConvert(static_cast<const std::int8_t*>(in), out, 0, n);
+      }
+    case DType::Int16:
+      if constexpr (std::is_same_v<To, float>) {
+        return SmallIntToF32(static_cast<const std::int16_t*>(in), out, n);
+      } else {
+        return ScalarConvert(static_cast<const std::int16_t*>(in), out, 0, n);
+      }
+    case DType::UInt16:
+      if constexpr (std::is_same_v<To, float>) {
+        return SmallIntToF32(static_cast<const std::uint16_t*>(in), out, n);
+      } else {
+        return ScalarConvert(static_cast<const std::uint16_t*>(in), out, 0, n);
+      }
+    case DType::Int32:
+      if constexpr (std::is_same_v<To, float>) {
+        return I32ToF32(static_cast<const std::int32_t*>(in), out, n);
+      } else {
+        return I32ToF64(static_cast<const std::int32_t*>(in), out, n);
+      }
+    case DType::UInt32:
+      return ScalarConvert(static_cast<const std::uint32_t*>(in), out, 0, n);
+    case DType::Int64:
+      return ScalarConvert(static_cast<const std::int64_t*>(in), out, 0, n);
+    case DType::UInt64:
+      return ScalarConvert(static_cast<const std::uint64_t*>(in), out, 0, n);
+    case DType::Float16:
+      if constexpr (std::is_same_v<To, float>) {
+        return F16ToF32(static_cast<const std::uint16_t*>(in), out, n);
+      } else {
+        const auto* h = static_cast<const std::uint16_t*>(in);
+        for (std::size_t i = 0; i < n; ++i) out[i] = half_to_float(h[i]);
+        return;
+      }
+    case DType::Float32:
+      if constexpr (std::is_same_v<To, float>) {
+        if (in != out) std::memmove(out, in, n * sizeof(float));
+        return;
+      } else {
+        return F32ToF64(static_cast<const float*>(in), out, n);
+      }
+    case DType::Float64:
+      if constexpr (std::is_same_v<To, float>) {
+        return F64ToF32(static_cast<const double*>(in), out, n);
+      } else {
+        if (in != out) std::memmove(out, in, n * sizeof(double));
+        return;
+      }
+    default:
+      return;  // refused by the caller (is_real_numeric)
+  }
+}
+
+void ToFloat32(DType src, const void* in, float* out, std::size_t n) { ToFloat(src, in, out, n); }
+void ToFloat64(DType src, const void* in, double* out, std::size_t n) { ToFloat(src, in, out, n); }
+
+void F32ToF16(const float* HWY_RESTRICT in, std::uint16_t* HWY_RESTRICT out, std::size_t n) {
+  const hn::ScalableTag<float> df;
+  const std::size_t N = hn::Lanes(df);
+  std::size_t i = 0;
+#if HWY_TARGET <= HWY_AVX2
+  // F16C (part of every AVX2 CPU) rounds to nearest even and quiets NaN, as we want.
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  auto* hout = reinterpret_cast<hwy::float16_t*>(out);
+  for (; i + N <= n; i += N) hn::StoreU(hn::DemoteTo(dh, hn::LoadU(df, in + i)), dh, hout + i);
+#else
+  // Highway's emulated DemoteTo truncates, so round ourselves (same steps as float_to_half).
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<std::uint16_t, decltype(df)> d16;
+  for (; i + N <= n; i += N) {
+    const auto v = hn::LoadU(df, in + i);
+    const auto bits = hn::BitCast(du, v);
+    const auto sign = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 0x8000u));
+    const auto abs = hn::And(bits, hn::Set(du, 0x7FFFFFFFu));
+    const auto abs_i = hn::BitCast(di, abs);
+    const auto round =
+        hn::Add(hn::Set(du, 0xFFFu), hn::And(hn::ShiftRight<13>(abs), hn::Set(du, 1u)));
+    const auto normal = hn::Sub(hn::ShiftRight<13>(hn::Add(abs, round)), hn::Set(du, 112u << 10));
+    const auto sub = hn::Sub(hn::BitCast(du, hn::Add(hn::BitCast(df, abs), hn::Set(df, 0.5f))),
+                             hn::Set(du, 0x3F000000u));
+    const auto nan =
+        hn::Or(hn::Set(du, 0x7E00u), hn::ShiftRight<13>(hn::And(abs, hn::Set(du, 0x7FFFFFu))));
+    auto h =
+        hn::IfThenElse(hn::RebindMask(du, hn::Lt(abs_i, hn::Set(di, 0x38800000))), sub, normal);
+    h = hn::IfThenElse(hn::RebindMask(du, hn::Gt(abs_i, hn::Set(di, 0x477FEFFF))),
+                       hn::Set(du, 0x7C00u), h);
+    h = hn::IfThenElse(hn::RebindMask(du, hn::Gt(abs_i, hn::Set(di, 0x7F800000))), nan, h);
+    h = hn::Or(h, sign);
+    hn::StoreU(hn::DemoteTo(d16, hn::BitCast(di, h)), d16, out + i);
+  }
+#endif
+  for (; i < n; ++i) out[i] = float_to_half(in[i]);
+}
+
+void F32ToBF16(const float* HWY_RESTRICT in, std::uint16_t* HWY_RESTRICT out, std::size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<std::uint16_t, decltype(df)> d16;
+  const std::size_t N = hn::Lanes(df);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto v = hn::LoadU(df, in + i);
+    const auto bits = hn::BitCast(du, v);
+    const auto top = hn::ShiftRight<16>(bits);
+    const auto bias = hn::Add(hn::Set(du, 0x7FFFu), hn::And(top, hn::Set(du, 1u)));
+    const auto rounded = hn::ShiftRight<16>(hn::Add(bits, bias));
+    const auto quiet_nan = hn::Or(top, hn::Set(du, 0x40u));
+    const auto h = hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)), quiet_nan, rounded);
+    hn::StoreU(hn::DemoteTo(d16, hn::BitCast(di, h)), d16, out + i);
+  }
+  for (; i < n; ++i) out[i] = float_to_bfloat16(in[i]);
+}
+
+void F32ToI8(const float* HWY_RESTRICT in, std::int8_t* HWY_RESTRICT out, std::size_t n,
+             float scale) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<std::int8_t, decltype(df)> d8;
+  const std::size_t N = hn::Lanes(df);
+  const auto vscale = hn::Set(df, scale);
+  const auto lo = hn::Set(df, -128.0f);
+  const auto hi = hn::Set(df, 127.0f);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto q = hn::Round(hn::Div(hn::LoadU(df, in + i), vscale));
+    // Compare-and-select rather than Min/Max: what x86 min/max do with NaN depends on
+    // operand order; NaN lanes are zeroed explicitly below.
+    auto c = hn::IfThenElse(hn::Lt(q, lo), lo, q);
+    c = hn::IfThenElse(hn::Gt(c, hi), hi, c);
+    c = hn::IfThenElseZero(hn::Eq(q, q), c);
+    hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, c)), d8, out + i);
+  }
+  for (; i < n; ++i) {
+    const float q = std::nearbyint(in[i] / scale);
+    out[i] = std::isnan(q)
+                 ? 0
+                 : static_cast<std::int8_t>(q < -128.0f ? -128.0f : (q > 127.0f ? 127.0f : q));
+  }
+}
+
+}  // namespace twinstream::ops::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "ops/simd_target.hpp"
+
+namespace twinstream::ops::kernels {
+HWY_EXPORT(ToFloat32);
+HWY_EXPORT(ToFloat64);
+HWY_EXPORT(F32ToF16);
+HWY_EXPORT(F32ToBF16);
+HWY_EXPORT(F32ToI8);
+
+bool is_real_numeric(DType t) {
+  switch (t) {
+    case DType::LongDouble:
+    case DType::Complex64:
+    case DType::Complex128:
+    case DType::ComplexLongDouble:
+      return false;
+    default:
+      return dtype_valid(static_cast<std::uint8_t>(t));
+  }
+}
+
+void to_float32(DType src, const void* in, float* out, std::size_t n) {
+  apply_target_from_environment();
+  HWY_DYNAMIC_DISPATCH(ToFloat32)(src, in, out, n);
+}
+void to_float64(DType src, const void* in, double* out, std::size_t n) {
+  apply_target_from_environment();
+  HWY_DYNAMIC_DISPATCH(ToFloat64)(src, in, out, n);
+}
+void float32_to_float16(const float* in, std::uint16_t* out, std::size_t n) {
+  apply_target_from_environment();
+  HWY_DYNAMIC_DISPATCH(F32ToF16)(in, out, n);
+}
+void float32_to_bfloat16(const float* in, std::uint16_t* out, std::size_t n) {
+  apply_target_from_environment();
+  HWY_DYNAMIC_DISPATCH(F32ToBF16)(in, out, n);
+}
+void float32_to_int8(const float* in, std::int8_t* out, std::size_t n, float scale) {
+  apply_target_from_environment();
+  HWY_DYNAMIC_DISPATCH(F32ToI8)(in, out, n, scale);
+}
+
+}  // namespace twinstream::ops::kernels
+#endif  // HWY_ONCE

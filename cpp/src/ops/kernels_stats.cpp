@@ -1,0 +1,208 @@
+// Block statistics (min, max, mean, std, NaN count): cheap enough to run on every block.
+// The array is walked in chunks that fit in L1; each chunk takes two passes (sum, then the
+// squared deviations from the chunk's own mean, the second pass reading from cache) in
+// float64, and the chunk results are merged with Chan et al.'s pairwise formula. This
+// reads memory once and keeps the variance exact to float64 rounding even for data with a
+// large offset, where a one-pass sum of squares cancels catastrophically.
+#include "ops/hwy_config.hpp"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/kernels_stats.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <cmath>
+#include <limits>
+
+#include "ops/kernels.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace twinstream::ops::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+constexpr std::size_t kChunk = 2048;  // elements: 8-16 KiB, resident in L1 for pass two
+
+// Loads N float64 lanes from float or double input.
+template <class DD, typename T>
+HWY_INLINE hn::Vec<DD> LoadAsF64(DD dd, const T* p) {
+  if constexpr (std::is_same_v<T, double>) {
+    return hn::LoadU(dd, p);
+  } else {
+    const hn::Rebind<float, DD> df;
+    return hn::PromoteTo(dd, hn::LoadU(df, p));
+  }
+}
+
+// Minimum and maximum in the data's own lanes (twice the lanes of float64 for float32);
+// comparisons are false for NaN, so NaN never wins.
+template <typename T>
+void MinMax(const T* p, std::size_t n, double& mn, double& mx) {
+  const hn::ScalableTag<T> d;
+  const std::size_t N = hn::Lanes(d);
+  const T inf = std::numeric_limits<T>::infinity();
+  auto mn0 = hn::Set(d, inf), mn1 = hn::Set(d, inf);
+  auto mx0 = hn::Set(d, -inf), mx1 = hn::Set(d, -inf);
+  std::size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto a = hn::LoadU(d, p + i);
+    const auto b = hn::LoadU(d, p + i + N);
+    mn0 = hn::IfThenElse(hn::Lt(a, mn0), a, mn0);
+    mn1 = hn::IfThenElse(hn::Lt(b, mn1), b, mn1);
+    mx0 = hn::IfThenElse(hn::Gt(a, mx0), a, mx0);
+    mx1 = hn::IfThenElse(hn::Gt(b, mx1), b, mx1);
+  }
+  T lo = hn::GetLane(hn::MinOfLanes(d, hn::IfThenElse(hn::Lt(mn1, mn0), mn1, mn0)));
+  T hi = hn::GetLane(hn::MaxOfLanes(d, hn::IfThenElse(hn::Gt(mx1, mx0), mx1, mx0)));
+  for (; i < n; ++i) {
+    lo = p[i] < lo ? p[i] : lo;
+    hi = p[i] > hi ? p[i] : hi;
+  }
+  mn = lo;
+  mx = hi;
+}
+
+// Sum (and, when kSkipNaN, count) of the elements, in float64 with independent
+// accumulators to hide the adds' latency. Without kSkipNaN a NaN makes the sum NaN, which
+// is how the caller learns that the chunk needs the masked pass.
+template <bool kSkipNaN, typename T>
+double Sum(const T* p, std::size_t n, std::size_t& count) {
+  const hn::ScalableTag<double> dd;
+  const std::size_t N = hn::Lanes(dd);
+  const auto one = hn::Set(dd, 1.0);
+  auto s0 = hn::Zero(dd), s1 = hn::Zero(dd), c0 = hn::Zero(dd);
+  std::size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    auto a = LoadAsF64(dd, p + i);
+    auto b = LoadAsF64(dd, p + i + N);
+    if constexpr (kSkipNaN) {
+      const auto oa = hn::Eq(a, a), ob = hn::Eq(b, b);
+      a = hn::IfThenElseZero(oa, a);
+      b = hn::IfThenElseZero(ob, b);
+      c0 = hn::Add(c0, hn::Add(hn::IfThenElseZero(oa, one), hn::IfThenElseZero(ob, one)));
+    }
+    s0 = hn::Add(s0, a);
+    s1 = hn::Add(s1, b);
+  }
+  double sum = hn::GetLane(hn::SumOfLanes(dd, hn::Add(s0, s1)));
+  // Exact: each lane holds a whole number far below 2^53.
+  count = kSkipNaN ? static_cast<std::size_t>(hn::GetLane(hn::SumOfLanes(dd, c0))) : i;
+  for (; i < n; ++i) {
+    const double v = static_cast<double>(p[i]);
+    if (kSkipNaN && v != v) continue;
+    sum += v;
+    ++count;
+  }
+  return sum;
+}
+
+// Sum of squared deviations from `mean` (pass two, reading the chunk from L1).
+template <bool kSkipNaN, typename T>
+double SquaredDeviations(const T* p, std::size_t n, double mean) {
+  const hn::ScalableTag<double> dd;
+  const std::size_t N = hn::Lanes(dd);
+  const auto vmean = hn::Set(dd, mean);
+  auto m0 = hn::Zero(dd), m1 = hn::Zero(dd);
+  std::size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto a = LoadAsF64(dd, p + i);
+    const auto b = LoadAsF64(dd, p + i + N);
+    auto da = hn::Sub(a, vmean);
+    auto db = hn::Sub(b, vmean);
+    if constexpr (kSkipNaN) {
+      da = hn::IfThenElseZero(hn::Eq(a, a), da);
+      db = hn::IfThenElseZero(hn::Eq(b, b), db);
+    }
+    m0 = hn::MulAdd(da, da, m0);
+    m1 = hn::MulAdd(db, db, m1);
+  }
+  double m2 = hn::GetLane(hn::SumOfLanes(dd, hn::Add(m0, m1)));
+  for (; i < n; ++i) {
+    const double v = static_cast<double>(p[i]);
+    if (!kSkipNaN || v == v) m2 += (v - mean) * (v - mean);
+  }
+  return m2;
+}
+
+template <typename T>
+BlockStats ChunkStats(const T* p, std::size_t n) {
+  BlockStats s;
+  std::size_t count = 0;
+  double sum = Sum<false>(p, n, count);
+  const bool masked = sum != sum;  // a NaN (or +inf and -inf) in the chunk: take the slow pass
+  if (masked) sum = Sum<true>(p, n, count);
+  s.count = count;
+  s.nan_count = n - count;
+  if (count == 0) return s;
+  MinMax(p, n, s.min, s.max);
+  s.mean = sum / static_cast<double>(count);
+  s.m2 = masked ? SquaredDeviations<true>(p, n, s.mean) : SquaredDeviations<false>(p, n, s.mean);
+  return s;
+}
+
+BlockStats Stats(DType t, const void* in, std::size_t n) {
+  BlockStats total;
+  HWY_ALIGN double buf[kChunk];
+  const std::size_t item = dtype_size(t);
+  for (std::size_t off = 0; off < n; off += kChunk) {
+    const std::size_t len = n - off < kChunk ? n - off : kChunk;
+    const auto* p = static_cast<const std::byte*>(in) + off * item;
+    BlockStats c;
+    if (t == DType::Float32) {
+      c = ChunkStats(reinterpret_cast<const float*>(p), len);
+    } else if (t == DType::Float64) {
+      c = ChunkStats(reinterpret_cast<const double*>(p), len);
+    } else {
+      // Other dtypes are widened chunk by chunk into a buffer that stays in cache.
+      to_float64(t, p, buf, len);
+      c = ChunkStats(buf, len);
+    }
+    total.merge(c);
+  }
+  return total;
+}
+
+}  // namespace twinstream::ops::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "ops/simd_target.hpp"
+
+namespace twinstream::ops::kernels {
+HWY_EXPORT(Stats);
+
+void BlockStats::merge(const BlockStats& b) {
+  nan_count += b.nan_count;
+  if (b.count == 0) return;
+  if (count == 0) {
+    const auto nans = nan_count;
+    *this = b;
+    nan_count = nans;
+    return;
+  }
+  const double na = static_cast<double>(count);
+  const double nb = static_cast<double>(b.count);
+  const double n = na + nb;
+  const double delta = b.mean - mean;
+  mean += delta * (nb / n);
+  m2 += b.m2 + delta * delta * (na * nb / n);
+  min = b.min < min ? b.min : min;
+  max = b.max > max ? b.max : max;
+  count += b.count;
+}
+
+double BlockStats::stddev() const {
+  if (count == 0) return std::numeric_limits<double>::quiet_NaN();
+  return std::sqrt(m2 / static_cast<double>(count));
+}
+
+BlockStats stats(DType t, const void* in, std::size_t n) {
+  apply_target_from_environment();
+  BlockStats s = HWY_DYNAMIC_DISPATCH(Stats)(t, in, n);
+  if (s.count == 0) {
+    s.min = s.max = s.mean = std::numeric_limits<double>::quiet_NaN();
+  }
+  return s;
+}
+
+}  // namespace twinstream::ops::kernels
+#endif  // HWY_ONCE
