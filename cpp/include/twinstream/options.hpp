@@ -48,6 +48,7 @@ struct ReaderOptions {
   double heartbeat_timeout = 10.0;
   std::uint32_t prefetch = 2;   // steps handed ahead of end_step (queue_policy=block)
   std::string dir;
+  std::string fabric_provider;  // libfabric provider for data_plane=fabric; empty: $FI_PROVIDER or auto
 };
 
 /// Parses text options; throws InvalidArgument for an unknown key or a bad value.

@@ -27,6 +27,7 @@ std::vector<std::byte> encode(const Hello& m) {
   e.str(m.host_id);
   e.u32(m.pid);
   e.u32(m.prefetch);
+  if (!m.plane_option.empty()) e.str(m.plane_option);
   return std::move(e.finish());
 }
 
@@ -49,6 +50,11 @@ Hello decode_hello(std::span<const std::byte> p) {
   m.pid = d.u32();
   m.prefetch = d.u32();
   if (m.prefetch < 1 || m.prefetch > 64) throw ProtocolError("prefetch must be 1 to 64");
+  if (d.remaining() > 0) {
+    // Encoded only when set: an empty one is bytes that do not belong here.
+    m.plane_option = d.str(256);
+    if (m.plane_option.empty()) throw ProtocolError("empty trailing plane option in hello");
+  }
   d.finish();
   return m;
 }
@@ -61,6 +67,11 @@ std::vector<std::byte> encode(const Welcome& m) {
   e.u64(m.writer_key);
   e.u32(m.writer_pid);
   e.str(m.group);
+  if (!m.plane_detail.empty()) {
+    e.str(m.plane_detail);
+    e.u32(static_cast<std::uint32_t>(m.plane_addresses.size()));
+    for (const auto& a : m.plane_addresses) e.str(a);
+  }
   return std::move(e.finish());
 }
 
@@ -73,6 +84,12 @@ Welcome decode_welcome(std::span<const std::byte> p) {
   m.writer_key = d.u64();
   m.writer_pid = d.u32();
   m.group = d.str(256);
+  if (d.remaining() > 0) {
+    m.plane_detail = d.str(4096);
+    if (m.plane_detail.empty()) throw ProtocolError("empty trailing plane detail in welcome");
+    const auto n = d.count(1024);
+    for (std::size_t i = 0; i < n; ++i) m.plane_addresses.push_back(d.str(4096));
+  }
   d.finish();
   return m;
 }
@@ -120,6 +137,15 @@ std::vector<std::byte> encode(const StepMeta& m) {
   e.attributes(m.attributes);
   e.u8(m.stream_attributes ? 1 : 0);
   if (m.stream_attributes) e.attributes(*m.stream_attributes);
+  if (!m.remote.empty()) {
+    e.u32(static_cast<std::uint32_t>(m.remote.size()));
+    for (const auto& r : m.remote) {
+      e.u32(r.id);
+      e.u32(r.endpoint);
+      e.u64(r.address);
+      e.u64(r.key);
+    }
+  }
   return std::move(e.finish());
 }
 
@@ -180,6 +206,19 @@ StepMeta decode_step(std::span<const std::byte> p) {
   const auto has_stream = d.u8();
   if (has_stream > 1) throw ProtocolError("bad stream-attribute flag");
   if (has_stream) m.stream_attributes = d.attributes();
+  if (d.remaining() > 0) {
+    const auto nremote = d.count(1u << 16);
+    if (nremote == 0) throw ProtocolError("empty trailing remote-key list in a step");
+    for (std::size_t i = 0; i < nremote; ++i) {
+      RemoteSegment r;
+      r.id = d.u32();
+      r.endpoint = d.u32();
+      r.address = d.u64();
+      r.key = d.u64();
+      if (!seg_size.contains(r.id)) throw ProtocolError("remote key for an unlisted segment");
+      m.remote.push_back(r);
+    }
+  }
   d.finish();
   return m;
 }

@@ -115,8 +115,8 @@ const std::array<OptionRow<WriterOptions>, 11>& writer_rows() {
   return rows;
 }
 
-const std::array<OptionRow<ReaderOptions>, 8>& reader_rows() {
-  static const std::array<OptionRow<ReaderOptions>, 8> rows{{
+const std::array<OptionRow<ReaderOptions>, 9>& reader_rows() {
+  static const std::array<OptionRow<ReaderOptions>, 9> rows{{
       {{"group", "", "str",
         "Reader group to join; members share a delivery policy (default: a group of its own)."},
        [](ReaderOptions& o, const std::string& v) { o.group = v; }},
@@ -125,7 +125,8 @@ const std::array<OptionRow<ReaderOptions>, 8>& reader_rows() {
        [](ReaderOptions& o, const std::string& v) { o.policy = one_of("policy", v, {"all"}); }},
       {{"data_plane", "auto", "str",
         "How step bytes travel: auto (inproc in the writer's process, shm on its host, tcp "
-        "elsewhere), inproc, shm or tcp."},
+        "elsewhere), inproc, shm, tcp, fabric (libfabric RMA reads; see fabric_provider) or "
+        "mpi (MPI one-sided reads)."},
        [](ReaderOptions& o, const std::string& v) {
          o.data_plane = one_of("data_plane", v, {"auto", "inproc", "shm", "tcp", "mpi", "fabric"});
        }},
@@ -154,6 +155,19 @@ const std::array<OptionRow<ReaderOptions>, 8>& reader_rows() {
         "Rendezvous directory where the contact file is looked for (default: "
         "$TWINSTREAM_DIR, else the working directory)."},
        [](ReaderOptions& o, const std::string& v) { o.dir = v; }},
+      {{"fabric_provider", "", "str",
+        "libfabric provider for data_plane='fabric': tcp, shm, cxi (Slingshot), verbs "
+        "(InfiniBand), efa, or auto (the first usable of cxi, verbs, efa, tcp; a fallback "
+        "is logged and shown in stats()). Default: $FI_PROVIDER, else auto. A provider that "
+        "is unusable raises Unavailable saying why."},
+       [](ReaderOptions& o, const std::string& v) {
+         if (v.empty() || v.size() > 64 || v.find_first_of(",;^ ") != std::string::npos) {
+           throw InvalidArgument("option fabric_provider='" + v +
+                                 "' must name one libfabric provider (tcp, shm, cxi, verbs, "
+                                 "efa) or auto");
+         }
+         o.fabric_provider = v;
+       }},
   }};
   return rows;
 }
