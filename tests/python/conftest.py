@@ -41,6 +41,25 @@ PLANES = ["inproc", "shm", "tcp"]
 # side needs two processes).
 REMOTE_PLANES = ["shm", "tcp"]
 
+# The RMA planes join the suite where this build has them: fabric once per libfabric
+# provider that runs here (the fixture gives the provider to every reader the test's ctx
+# opens or spawns as fabric_provider; not through FI_PROVIDER, which libfabric reads once
+# per process).
+AVAILABLE = {name: ok for name, ok, _ in ts.data_planes()}
+FABRIC_PROVIDERS = ["tcp", "shm"] if AVAILABLE.get("fabric") else []
+PLANE_PARAMS = [pytest.param((p, None), id=p) for p in PLANES] + [
+    pytest.param(("fabric", prov), id=f"fabric-{prov}") for prov in FABRIC_PROVIDERS
+]
+REMOTE_PLANE_PARAMS = [pytest.param((p, None), id=p) for p in REMOTE_PLANES] + [
+    pytest.param(("fabric", prov), id=f"fabric-{prov}") for prov in FABRIC_PROVIDERS[:1]
+]
+
+
+def _use_plane(param, ctx) -> str:
+    name, provider = param
+    ctx.fabric_provider = provider
+    return name
+
 WRITER_OPTIONS = [
     "queue_limit",
     "queue_policy",
@@ -54,21 +73,21 @@ WRITER_OPTIONS = [
     "heartbeat_interval",
     "close_timeout",
 ]
-READER_OPTIONS = ["group", "policy", "data_plane", "timeout", "open_timeout", "heartbeat_timeout", "dir"]
+READER_OPTIONS = ["group", "policy", "data_plane", "timeout", "open_timeout", "heartbeat_timeout", "dir", "fabric_provider"]
 
 # Wire constants (cpp/src/core/wire.hpp, messages.hpp).
 MAGIC = 0x31535754
 T_HELLO, T_WELCOME, T_ERROR, T_ACK = 1, 2, 3, 5
 
 
-@pytest.fixture(params=PLANES)
-def plane(request) -> str:
-    return request.param
+@pytest.fixture(params=PLANE_PARAMS)
+def plane(request, ctx) -> str:
+    return _use_plane(request.param, ctx)
 
 
-@pytest.fixture(params=REMOTE_PLANES)
-def remote_plane(request) -> str:
-    return request.param
+@pytest.fixture(params=REMOTE_PLANE_PARAMS)
+def remote_plane(request, ctx) -> str:
+    return _use_plane(request.param, ctx)
 
 
 # --------------------------------------------------------------------------- lines
@@ -365,6 +384,11 @@ class Ctx:
         self._sockets: list = []
         self._abort_files: list[str] = []
         self._n = 0
+        self.fabric_provider: str | None = None  # set by the plane fixtures
+
+    def _reader_defaults(self, opts: dict) -> None:
+        if opts.get("data_plane") == "fabric" and self.fabric_provider:
+            opts.setdefault("fabric_provider", self.fabric_provider)
 
     # -- files
     def signal_file(self, label: str = "go") -> str:
@@ -423,6 +447,7 @@ class Ctx:
     def spawn_reader(self, *, name: str | None = None, options: dict | None = None, **kw) -> ProcHandle:
         opts = {"timeout": 30}
         opts.update(options or {})
+        self._reader_defaults(opts)
         abort = self.signal_file("abort")
         self._abort_files.append(abort)
         args = {"name": name or self.name, "options": opts, "abort_file": abort, **kw}
@@ -435,6 +460,7 @@ class Ctx:
         opts.setdefault("timeout", 30)
         if plane is not None:
             opts.setdefault("data_plane", plane)
+        self._reader_defaults(opts)
         r = ts.open(name or self.name, "r", **opts)
         self._readers.append(r)
         return r

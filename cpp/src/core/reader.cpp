@@ -160,7 +160,8 @@ void Reader::Impl::connect(net::Deadline deadline) {
     throw ConnectionError(refusal->message);
   }
   net::set_nonblocking(ctrl_.get(), true);
-  transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout, choice};
+  transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout, choice,
+                               ctrl_.get()};
   plane_ = transport::find(welcome_.data_plane).make_reader(ctx);
   stats_.data_plane = welcome_.data_plane;
   stats_.data_plane_detail = choice.detail;

@@ -36,6 +36,7 @@ struct ReaderContext {
   wire::Welcome welcome;
   double io_timeout = 10.0;  // seconds a single read may take before ConnectionError
   PlaneChoice choice{};
+  int control_fd = -1;  // the reader's control connection: its hang-up means the writer left
 };
 
 /// Reader side of a data plane. Used by one thread (the reader's).

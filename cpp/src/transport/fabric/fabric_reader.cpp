@@ -4,6 +4,7 @@
 // copy) when the provider needs local buffers registered (FI_MR_LOCAL, e.g. verbs).
 // A read's completion means its bytes are in local memory: fi_cq(3) completes reads
 // only once the data has landed, which is the guarantee FI_DELIVERY_COMPLETE gives writes.
+#include <poll.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -28,7 +29,7 @@ constexpr std::size_t kMaxInFlight = 64;
 class FabricReader final : public DataPlaneReader {
  public:
   explicit FabricReader(const ReaderContext& ctx)
-      : stream_(ctx.stream), timeout_(ctx.io_timeout) {
+      : stream_(ctx.stream), timeout_(ctx.io_timeout), control_fd_(ctx.control_fd) {
     const auto& w = ctx.welcome;
     if (w.plane_addresses.empty() || w.plane_detail.empty()) {
       throw ProtocolError("stream '" + stream_ + "': the writer granted the fabric plane "
@@ -89,6 +90,10 @@ class FabricReader final : public DataPlaneReader {
   }
 
   void read(std::uint64_t step, std::span<const Copy> copies) override {
+    if (!ep_) {
+      throw ConnectionError("stream '" + stream_ + "': the fabric endpoint was closed by an "
+                            "earlier failed read; reopen the reader");
+    }
     if (bounce_) return read_bounced(step, copies);
     Batch batch(*this);
     for (const auto& c : copies) {
@@ -110,13 +115,21 @@ class FabricReader final : public DataPlaneReader {
     void post(std::byte* dst, std::uint64_t len, void* desc, const wire::RemoteSegment& seg,
               std::uint64_t offset) {
       while (outstanding_ >= r_.in_flight_max_) reap(1);
+      const auto spin_until = net::Clock::now() + std::chrono::microseconds(20);
       while (true) {
         auto* ctx = &r_.contexts_[next_++ % r_.in_flight_max_];
         const auto rc = fi_read(r_.ep_->ep(), dst, len, desc, r_.writer_addrs_[seg.endpoint],
                                 seg.address + offset, seg.key, ctx);
         if (rc == 0) break;
         if (rc != -FI_EAGAIN) r_.fail(fabric::fi_error("fi_read", static_cast<int>(rc)));
-        reap(0);  // queue full: completions (and progress) make room
+        // Not accepted yet (queue full, or the connection to the writer is being set up):
+        // completions and progress make room, as long as the writer is there.
+        reap(0);
+        if (net::Clock::now() >= spin_until) {
+          check_deadline();
+          r_.check_writer();
+          sched_yield();
+        }
       }
       ++outstanding_;
     }
@@ -138,12 +151,9 @@ class FabricReader final : public DataPlaneReader {
         if (n == -FI_EAVAIL) r_.completion_error();
         if (n != -FI_EAGAIN) r_.fail(fabric::fi_error("fi_cq_read", static_cast<int>(n)));
         if (want == 0) return;
-        const auto now = net::Clock::now();
-        if (now >= deadline_) {
-          r_.fail("no completion within " + std::to_string(r_.timeout_) +
-                  " s (is the writer alive and reachable?)");
-        }
-        if (now < spin_until) continue;
+        if (net::Clock::now() < spin_until) continue;
+        check_deadline();
+        r_.check_writer();
         if (r_.ep_->cq_waits()) {
           // Sleeps in the provider's wait object; a short bound keeps the deadline honest.
           const auto m = fi_cq_sread(r_.ep_->cq(), entries, 16, nullptr, 50);
@@ -158,6 +168,12 @@ class FabricReader final : public DataPlaneReader {
         } else {
           sched_yield();
         }
+      }
+    }
+    void check_deadline() const {
+      if (net::Clock::now() >= deadline_) {
+        r_.fail("no completion within " + std::to_string(r_.timeout_) +
+                " s (is the writer alive and reachable?)");
       }
     }
     FabricReader& r_;
@@ -224,6 +240,16 @@ class FabricReader final : public DataPlaneReader {
     }
   }
 
+  // A read from a writer that died is never answered (no provider reports a dead RDM
+  // peer promptly); its control connection tells at once.
+  void check_writer() {
+    if (control_fd_ < 0) return;
+    pollfd p{control_fd_, POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+      fail("the writer closed its control connection (it exited or was killed)");
+    }
+  }
+
   [[noreturn]] void completion_error() {
     fi_cq_err_entry err{};
     fi_cq_readerr(ep_->cq(), &err, 0);
@@ -247,6 +273,7 @@ class FabricReader final : public DataPlaneReader {
 
   std::string stream_;
   double timeout_;
+  int control_fd_;
   std::unique_ptr<fabric::Endpoint> ep_;
   std::vector<fi_addr_t> writer_addrs_;
   std::map<std::uint32_t, wire::RemoteSegment> remote_;
