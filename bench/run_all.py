@@ -27,6 +27,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import e2e  # noqa: E402
 import e2e_baselines  # noqa: E402
+import planes_bench  # noqa: E402
 from baselines import parse_size  # noqa: E402
 
 ROOT = BENCH_DIR.parent
@@ -122,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     print(summary)
     print(f"results written to {args.out}/ (micro.json, e2e.json, summary.md)", file=sys.stderr)
     failed = micro is None or any(r.get("error") for r in records)
+    # The RMA data planes against the tcp plane and a raw socket (bench/planes_bench.py).
+    if planes_bench.fabric_available():
+        planes_rc = planes_bench.main(["--json", str(args.out / "planes.json")])
+        failed = failed or planes_rc != 0
     return 1 if failed else 0
 
 
