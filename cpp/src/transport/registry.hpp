@@ -25,6 +25,9 @@ struct Entry {
   // picks and probes the provider), so that a plane unusable here fails with this host's
   // reason. Throws Unavailable.
   std::function<PlaneChoice(const std::string& stream, const ReaderOptions&)> resolve = nullptr;
+  // Called when a writer opens (mpi: inside an mpiexec launch every process must
+  // initialize MPI before any can, so the writer does it now rather than on demand).
+  std::function<void(const WriterContext&)> on_writer_open = nullptr;
 };
 
 /// Every plane this build knows, in preference order.

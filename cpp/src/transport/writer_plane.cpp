@@ -6,6 +6,13 @@
 
 namespace twinstream::transport {
 
+WriterPlanes::WriterPlanes(WriterContext ctx, std::shared_ptr<SegmentDirectory> segments)
+    : ctx_(std::move(ctx)), segments_(std::move(segments)) {
+  for (const auto& e : registry()) {
+    if (e.available && e.on_writer_open) e.on_writer_open(ctx_);
+  }
+}
+
 bool WriterPlanes::needs_writer(const std::string& name) {
   for (const auto& e : registry()) {
     if (e.name == name) return e.make_writer != nullptr;
@@ -37,16 +44,17 @@ void WriterPlanes::admit(std::uint64_t reader, const std::string& name,
   const auto& entry = find(name);
   if (!entry.make_writer) return;
   std::lock_guard lock(mu_);
-  const std::string key = name + ":" + option;
+  const std::string instance = option.substr(0, option.find('|'));
+  const std::string key = name + ":" + instance;
   auto it = planes_.find(key);
   if (it == planes_.end()) {
-    auto plane = entry.make_writer(ctx_, option);
+    auto plane = entry.make_writer(ctx_, instance);
     // Segments created before this plane opened: the hub's lock keeps add/remove of
     // segments out until they are all registered (add_segment is idempotent).
     for (const auto& s : segments_->all()) plane->add_segment(s);
     it = planes_.emplace(key, std::move(plane)).first;
   }
-  auto grant = it->second->admit(reader);
+  auto grant = it->second->admit(reader, option);
   readers_[reader] = it->second.get();
   welcome.plane_detail = std::move(grant.detail);
   welcome.plane_addresses = std::move(grant.addresses);

@@ -38,8 +38,9 @@ class DataPlaneWriter {
   virtual void add_segment(const std::shared_ptr<Segment>& s) = 0;
   /// Stops exposing a retired segment (a no-op for one never added).
   virtual void remove_segment(std::uint32_t id) = 0;
-  /// Admits reader `reader`: what it needs to reach this plane. Throws Unavailable.
-  virtual PlaneGrant admit(std::uint64_t reader) = 0;
+  /// Admits reader `reader` with its plane option: what it needs to reach this plane.
+  /// Throws Unavailable.
+  virtual PlaneGrant admit(std::uint64_t reader, const std::string& option) = 0;
   /// How reader `reader` reaches segment `id`; false when it is not exposed.
   virtual bool describe(std::uint64_t reader, std::uint32_t id, wire::RemoteSegment& out) = 0;
   virtual void reader_left(std::uint64_t reader) = 0;
@@ -51,8 +52,7 @@ class DataPlaneWriter {
 /// reach every open plane; announcements to an RMA reader carry its remote keys.
 class WriterPlanes {
  public:
-  WriterPlanes(WriterContext ctx, std::shared_ptr<SegmentDirectory> segments)
-      : ctx_(std::move(ctx)), segments_(std::move(segments)) {}
+  WriterPlanes(WriterContext ctx, std::shared_ptr<SegmentDirectory> segments);
   ~WriterPlanes() { close(); }
 
   /// Whether plane `name` needs a writer side (fabric, mpi).
@@ -74,7 +74,9 @@ class WriterPlanes {
   WriterContext ctx_;
   std::shared_ptr<SegmentDirectory> segments_;
   std::mutex mu_;
-  std::map<std::string, std::unique_ptr<DataPlaneWriter>> planes_;  // by name:option
+  // By name and the part of the option before '|' (fabric: the provider); the rest is the
+  // reader's own (mpi: its rank).
+  std::map<std::string, std::unique_ptr<DataPlaneWriter>> planes_;
   std::map<std::uint64_t, DataPlaneWriter*> readers_;
 };
 

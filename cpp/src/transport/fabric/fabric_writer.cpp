@@ -76,7 +76,7 @@ void FabricWriter::remove_segment(std::uint32_t id) {
   regs_.erase(id);
 }
 
-transport::PlaneGrant FabricWriter::admit(std::uint64_t) {
+transport::PlaneGrant FabricWriter::admit(std::uint64_t, const std::string&) {
   return {format_detail(ep_->provider(), ep_->fabric_name()), {address_}};
 }
 

@@ -24,7 +24,7 @@ class FabricWriter final : public transport::DataPlaneWriter {
   std::string_view name() const override { return "fabric"; }
   void add_segment(const std::shared_ptr<Segment>& s) override;
   void remove_segment(std::uint32_t id) override;
-  transport::PlaneGrant admit(std::uint64_t reader) override;
+  transport::PlaneGrant admit(std::uint64_t reader, const std::string& option) override;
   bool describe(std::uint64_t reader, std::uint32_t id, wire::RemoteSegment& out) override;
   void reader_left(std::uint64_t) override {}
   void close() override;
