@@ -65,19 +65,19 @@ transport::PlaneGrant MpiWriter::admit(std::uint64_t reader, const std::string& 
     return {"mode=world;writer_rank=" + std::to_string(rank_) + ";tag=" + std::to_string(job.tag),
             {}};
   }
-  if (port_.empty()) {
-    char port[MPI_MAX_PORT_NAME] = {};
-    const int rc = MPI_Open_port(MPI_INFO_NULL, port);
-    if (rc != MPI_SUCCESS) {
-      throw Unavailable("stream '" + stream_ + "': the writer cannot open an MPI port: " +
-                        error_text(rc) + "; launch the writer with mpiexec (MPICH singletons "
-                        "cannot accept), set MPIR_CVAR_CH4_NETMOD=ofi, or use data_plane='tcp'");
-    }
-    port_ = port;
+  // One port per reader: connects to one port that race each other fail in MPICH, and a
+  // reader that dies before connecting then blocks nobody else's pairing.
+  char port[MPI_MAX_PORT_NAME] = {};
+  const int rc = MPI_Open_port(MPI_INFO_NULL, port);
+  if (rc != MPI_SUCCESS) {
+    throw Unavailable("stream '" + stream_ + "': the writer cannot open an MPI port: " +
+                      error_text(rc) + "; launch the writer with mpiexec (MPICH singletons "
+                      "cannot accept), set MPIR_CVAR_CH4_NETMOD=ofi, or use data_plane='tcp'");
   }
+  job.port = port;
   jobs_.push_back(job);
   cv_.notify_all();
-  return {"mode=port;port=" + port_, {}};
+  return {"mode=port;port=" + job.port, {}};
 }
 
 bool MpiWriter::describe(std::uint64_t, std::uint32_t id, wire::RemoteSegment& out) {
@@ -113,10 +113,12 @@ bool MpiWriter::pair_one(const Pairing& job) {
     MPI_Group_free(&world_group);
   } else {
     MPI_Comm inter = MPI_COMM_NULL;
-    rc = MPI_Comm_accept(port_.c_str(), MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter);
+    rc = MPI_Comm_accept(job.port.c_str(), MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter);
+    MPI_Close_port(job.port.c_str());
     {
       std::lock_guard lock(mu_);
       accepting_ = false;
+      accepting_port_.clear();
       if (stop_) return false;
     }
     if (rc == MPI_SUCCESS) rc = MPI_Intercomm_merge(inter, 0, &pair);
@@ -166,6 +168,7 @@ void MpiWriter::agent() {
         job = jobs_.front();
         jobs_.pop_front();
         accepting_ = !job->world;
+        accepting_port_ = job->port;
       }
       have_windows = !windows_.empty();
       for (const auto& [id, w] : windows_) {
@@ -201,18 +204,20 @@ void MpiWriter::agent() {
 
 void MpiWriter::close() {
   bool accepting = false;
+  std::string port;
   {
     std::lock_guard lock(mu_);
     if (stop_ && !agent_.joinable()) return;
     stop_ = true;
     accepting = accepting_;
+    port = accepting_port_;
   }
   cv_.notify_all();
   if (accepting) {
     // The agent waits in MPI_Comm_accept for a reader that never connected (it died):
     // a connect of our own ends that wait (MPICH answers it with an error, which is fine).
     MPI_Comm inter = MPI_COMM_NULL;
-    MPI_Comm_connect(port_.c_str(), MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter);
+    MPI_Comm_connect(port.c_str(), MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter);
   }
   if (agent_.joinable()) agent_.join();
   std::lock_guard lock(mu_);
@@ -220,10 +225,10 @@ void MpiWriter::close() {
     for (const auto& [id, s] : segments_) MPI_Win_detach(w.win, s->data());
   }
   segments_.clear();
-  if (!port_.empty()) {
-    MPI_Close_port(port_.c_str());
-    port_.clear();
+  for (const auto& job : jobs_) {
+    if (!job.port.empty()) MPI_Close_port(job.port.c_str());
   }
+  jobs_.clear();
 }
 
 }  // namespace twinstream::mpi

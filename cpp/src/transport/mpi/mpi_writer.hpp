@@ -36,6 +36,7 @@ class MpiWriter final : public transport::DataPlaneWriter {
     bool world = false;
     int reader_rank = 0;  // world mode
     int tag = 0;          // world mode
+    std::string port;     // port mode: opened for this reader alone
   };
   struct Window {
     MPI_Comm pair = MPI_COMM_NULL;
@@ -48,7 +49,7 @@ class MpiWriter final : public transport::DataPlaneWriter {
   std::string stream_;
   std::string identity_;
   int rank_ = 0;
-  std::string port_;  // opened on the first reader of another launch
+  std::string accepting_port_;  // the port the agent waits on in MPI_Comm_accept
 
   std::mutex mu_;
   std::condition_variable cv_;
