@@ -133,12 +133,14 @@ void FabricWriter::drain(fi_cq_entry* entries) {
 }
 
 void FabricWriter::progress_polling() {
-  // Agent loop: do work, and idle by spinning briefly, then yielding, then sleeping with a
-  // growing pause (10 us to 1 ms) that a new step wakes at once. A target cannot see the
-  // reads it serves (they make no completion here), so activity is "a step was handed".
+  // Agent loop: do work; idle by yielding for 200 ms after a step was handed to a fabric
+  // reader (its reads follow; a large read is many progress rounds), then by sleeping with
+  // a growing pause (10 us to 1 ms) that the next handed step cuts short. A target cannot
+  // see the reads it serves (they make no completion here), so activity is "a step was
+  // handed".
   fi_cq_entry entries[16];
   std::uint64_t seen = kicks_.load();
-  std::uint32_t idle_rounds = 0;
+  auto eager_until = std::chrono::steady_clock::now();
   auto pause = std::chrono::microseconds(10);
   while (true) {
     {
@@ -149,10 +151,10 @@ void FabricWriter::progress_polling() {
     const auto kicks = kicks_.load(std::memory_order_relaxed);
     if (kicks != seen) {
       seen = kicks;
-      idle_rounds = 0;
+      eager_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
       pause = std::chrono::microseconds(10);
     }
-    if (++idle_rounds < 2000) {
+    if (std::chrono::steady_clock::now() < eager_until) {
       sched_yield();  // a reader is likely reading: answer within microseconds
       continue;
     }

@@ -9,6 +9,9 @@ namespace twinstream::mpi {
 
 namespace {
 constexpr int kIdTag = 0x7157;  // the reader's id, sent once the pair exists
+// How long the agent drives progress without pause after a step is handed to an mpi
+// reader: a read of a large step is many progress rounds on the target's side.
+constexpr auto kEagerAfterStep = std::chrono::milliseconds(500);
 
 // "key=value;key=value" lookup.
 std::string field(const std::string& text, const std::string& key) {
@@ -155,7 +158,7 @@ bool MpiWriter::pair_one(const Pairing& job) {
 
 void MpiWriter::agent() {
   std::uint64_t seen = 0;
-  std::uint32_t idle_rounds = 0;
+  auto eager_until = std::chrono::steady_clock::now();
   auto pause = std::chrono::microseconds(20);
   while (true) {
     std::optional<Pairing> job;
@@ -176,7 +179,7 @@ void MpiWriter::agent() {
       }
       if (kicks_ != seen) {
         seen = kicks_;
-        idle_rounds = 0;
+        eager_until = std::chrono::steady_clock::now() + kEagerAfterStep;
         pause = std::chrono::microseconds(20);
       }
       if (!job && !have_windows) {
@@ -192,7 +195,7 @@ void MpiWriter::agent() {
     // while steps are being read, then with a growing pause (to 1 ms) that a new step cuts.
     int flag = 0;
     for (auto c : pairs) MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, c, &flag, MPI_STATUS_IGNORE);
-    if (++idle_rounds < 2000) {
+    if (std::chrono::steady_clock::now() < eager_until) {
       sched_yield();
       continue;
     }
