@@ -87,6 +87,15 @@ print(json.dumps({"gbps": n * size / t / 1e9, "plane": r.stats()["data_plane"]})
 """
 
 
+def mpi_available() -> bool:
+    try:
+        import mpi4py  # noqa: F401
+        import twinstream
+    except ImportError:
+        return False
+    return any(name == "mpi" and ok for name, ok, _ in twinstream.data_planes())
+
+
 def env() -> dict:
     e = dict(os.environ)
     e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"

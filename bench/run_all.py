@@ -27,6 +27,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import e2e  # noqa: E402
 import e2e_baselines  # noqa: E402
+import mpi_bench  # noqa: E402
 import planes_bench  # noqa: E402
 from baselines import parse_size  # noqa: E402
 
@@ -127,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     if planes_bench.fabric_available():
         planes_rc = planes_bench.main(["--json", str(args.out / "planes.json")])
         failed = failed or planes_rc != 0
+    # The mpi plane against mpi4py Send/Recv and MPI_Get (bench/mpi_bench.py).
+    if mpi_bench.mpi_available():
+        mpi_rc = mpi_bench.main(["--json", str(args.out / "mpi.json")])
+        failed = failed or mpi_rc != 0
     return 1 if failed else 0
 
 
