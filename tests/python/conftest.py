@@ -53,11 +53,28 @@ PLANE_PARAMS = [pytest.param((p, None), id=p) for p in PLANES] + [
 REMOTE_PLANE_PARAMS = [pytest.param((p, None), id=p) for p in REMOTE_PLANES] + [
     pytest.param(("fabric", prov), id=f"fabric-{prov}") for prov in FABRIC_PROVIDERS[:1]
 ]
+# mpi runs the data tests only (its launches and failures have tests of their own in
+# test_mpi.py): the writer runs under the MPICH wheel's mpiexec (MPICH cannot connect two
+# processes started without it), the test process's readers are MPI singletons.
+MPI_PLANE_MODULES = {"test_data.py", "test_attributes.py"}
+MPIEXEC = Path(sys.executable).parent / "mpiexec"
+if AVAILABLE.get("mpi") and MPIEXEC.exists():
+    PLANE_PARAMS.append(pytest.param(("mpi", None), id="mpi"))
+
+
+def pytest_collection_modifyitems(config, items):
+    items[:] = [
+        it
+        for it in items
+        if not (getattr(it, "callspec", None) and it.callspec.params.get("plane") == ("mpi", None)
+                and it.path.name not in MPI_PLANE_MODULES)
+    ]
 
 
 def _use_plane(param, ctx) -> str:
     name, provider = param
     ctx.fabric_provider = provider
+    ctx.plane = name
     return name
 
 WRITER_OPTIONS = [
@@ -194,13 +211,13 @@ class ProcHandle(_Handle):
 
     kind = "process"
 
-    def __init__(self, script: str, args: dict, env: dict, cwd: Path, label: str):
+    def __init__(self, script: str, args: dict, env: dict, cwd: Path, label: str, launcher: list[str] | None = None):
         self.label = label
         self.args = args
         self.out = Lines()
         self._err: list[str] = []
         self.p = subprocess.Popen(
-            [sys.executable, str(PROCS / script), json.dumps(args)],
+            [*(launcher or []), sys.executable, str(PROCS / script), json.dumps(args)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -385,6 +402,7 @@ class Ctx:
         self._abort_files: list[str] = []
         self._n = 0
         self.fabric_provider: str | None = None  # set by the plane fixtures
+        self.plane: str | None = None
 
     def _reader_defaults(self, opts: dict) -> None:
         if opts.get("data_plane") == "fabric" and self.fabric_provider:
@@ -431,12 +449,19 @@ class Ctx:
         if plane == "inproc":
             args["options"] = {"dir": str(self.dir), **opts}
             h: Any = ThreadHandle(tsproc.run_writer, args, label, self.test_stderr)
+        elif plane == "mpi":
+            env = self.env()
+            env["PATH"] = f"{MPIEXEC.parent}{os.pathsep}{env.get('PATH', '')}"
+            env["MPIR_CVAR_CH4_NETMOD"] = "ofi"
+            h = ProcHandle("writer.py", args, env, self.dir, label, launcher=[str(MPIEXEC), "-n", "1"])
         else:
             h = ProcHandle("writer.py", args, self.env(), self.dir, label)
         self._handles.append(h)
         return h
 
     def open_writer(self, name: str | None = None, **opts):
+        if self.plane == "mpi":
+            pytest.skip("the mpi plane cannot serve a reader in the writer's own process")
         opts.setdefault("dir", str(self.dir))
         opts.setdefault("close_timeout", 10)
         w = ts.open(name or self.name, "w", **opts)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AVAILABLE
+from conftest import AVAILABLE, ts
 
 pytestmark = pytest.mark.skipif(not AVAILABLE.get("mpi"), reason="mpi plane not built")
 
@@ -132,3 +132,11 @@ def test_reader_killed_while_holding_a_step_does_not_hang_the_writer(tmp_path):
             if p.poll() is None:
                 p.kill()
             p.communicate(timeout=30)
+
+
+def test_reader_in_the_writers_own_process_is_refused_with_the_fix(ctx):
+    ctx.open_writer()
+    with pytest.raises(ts.Unavailable) as ei:
+        ctx.open_reader("mpi", open_timeout=20)
+    msg = str(ei.value)
+    assert ctx.name in msg and "own process" in msg and "inproc" in msg, msg

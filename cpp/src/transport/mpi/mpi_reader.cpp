@@ -4,6 +4,7 @@
 // completes when its bytes are in local memory.
 #include <poll.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <climits>
@@ -150,12 +151,10 @@ PlaneChoice resolve(const std::string& stream, const ReaderOptions&) {
   // of one process.
   static std::atomic<int> seq{0};
   const int tag = seq.fetch_add(1) % 32768;
-  std::string option = "|";
+  std::string option = "|pid=" + std::to_string(::getpid());
   if (mpi::launched_by_mpiexec()) {
-    option += "world=" + mpi::world_identity() + ";rank=" + std::to_string(mpi::world_rank()) +
+    option += ";world=" + mpi::world_identity() + ";rank=" + std::to_string(mpi::world_rank()) +
               ";tag=" + std::to_string(tag);
-  } else {
-    option += "mode=port";
   }
   return {option, "rank " + std::to_string(mpi::world_rank()), ""};
 }

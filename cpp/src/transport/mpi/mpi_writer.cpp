@@ -1,6 +1,7 @@
 #include "transport/mpi/mpi_writer.hpp"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include "core/log.hpp"
 #include "twinstream/errors.hpp"
@@ -58,6 +59,11 @@ transport::PlaneGrant MpiWriter::admit(std::uint64_t reader, const std::string& 
   std::lock_guard lock(mu_);
   Pairing job{reader, false, 0, 0};
   const auto mine = option.substr(option.find('|') + 1);
+  if (field(mine, "pid") == std::to_string(::getpid())) {
+    // MPI cannot connect a process to itself (and the inproc plane serves it better).
+    throw Unavailable("stream '" + stream_ + "': data_plane='mpi' cannot serve a reader in "
+                      "the writer's own process; use data_plane='inproc'");
+  }
   if (!field(mine, "world").empty() && field(mine, "world") == identity_) {
     // Both in one MPMD launch: a communicator of the two out of MPI_COMM_WORLD.
     job.world = true;
