@@ -28,7 +28,9 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import e2e  # noqa: E402
 import e2e_baselines  # noqa: E402
+import mpi_bench  # noqa: E402
 import ops_bench  # noqa: E402
+import planes_bench  # noqa: E402
 from baselines import parse_size  # noqa: E402
 
 ROOT = BENCH_DIR.parent
@@ -136,6 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results written to {args.out}/ (micro.json, ops.json, e2e.json, summary.md)",
           file=sys.stderr)
     failed = micro is None or ops_report is None or any(r.get("error") for r in records)
+    # The RMA data planes against the tcp plane and a raw socket (bench/planes_bench.py).
+    if planes_bench.fabric_available():
+        planes_rc = planes_bench.main(["--json", str(args.out / "planes.json")])
+        failed = failed or planes_rc != 0
+    # The mpi plane against mpi4py Send/Recv and MPI_Get (bench/mpi_bench.py).
+    if mpi_bench.mpi_available():
+        mpi_rc = mpi_bench.main(["--json", str(args.out / "mpi.json")])
+        failed = failed or mpi_rc != 0
     return 1 if failed else 0
 
 

@@ -34,7 +34,11 @@ class StreamTest : public ::testing::TestWithParam<std::string> {
   }
   Options reader_options(Options extra = {}) const {
     extra["dir"] = dir_.string();
-    extra["data_plane"] = GetParam();
+    // "fabric_tcp": the fabric plane with libfabric's tcp provider.
+    const auto& p = GetParam();
+    const auto sep = p.find('_');
+    extra["data_plane"] = p.substr(0, sep);
+    if (sep != std::string::npos) extra["fabric_provider"] = p.substr(sep + 1);
     extra["timeout"] = "30";
     return extra;
   }
@@ -80,7 +84,7 @@ TEST_P(StreamTest, EveryStepArrivesIntactInOrder) {
     ++seen;
   }
   EXPECT_EQ(seen, kSteps);
-  EXPECT_EQ(r.stats().data_plane, GetParam());
+  EXPECT_EQ(r.stats().data_plane, reader_options().at("data_plane"));
   writer.join();
 }
 
@@ -220,7 +224,18 @@ TEST_P(StreamTest, GroupPoliciesWithAMemberLeavingMidStream) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Planes, StreamTest, ::testing::Values("inproc", "shm", "tcp"),
+std::vector<std::string> planes_of_this_build() {
+  std::vector<std::string> out{"inproc", "shm", "tcp"};
+  for (const auto& p : data_planes()) {
+    if (p.name == "fabric" && p.available) {
+      out.push_back("fabric_tcp");
+      out.push_back("fabric_shm");
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Planes, StreamTest, ::testing::ValuesIn(planes_of_this_build()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

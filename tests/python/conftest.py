@@ -41,6 +41,42 @@ PLANES = ["inproc", "shm", "tcp"]
 # side needs two processes).
 REMOTE_PLANES = ["shm", "tcp"]
 
+# The RMA planes join the suite where this build has them: fabric once per libfabric
+# provider that runs here (the fixture gives the provider to every reader the test's ctx
+# opens or spawns as fabric_provider; not through FI_PROVIDER, which libfabric reads once
+# per process).
+AVAILABLE = {name: ok for name, ok, _ in ts.data_planes()}
+FABRIC_PROVIDERS = ["tcp", "shm"] if AVAILABLE.get("fabric") else []
+PLANE_PARAMS = [pytest.param((p, None), id=p) for p in PLANES] + [
+    pytest.param(("fabric", prov), id=f"fabric-{prov}") for prov in FABRIC_PROVIDERS
+]
+REMOTE_PLANE_PARAMS = [pytest.param((p, None), id=p) for p in REMOTE_PLANES] + [
+    pytest.param(("fabric", prov), id=f"fabric-{prov}") for prov in FABRIC_PROVIDERS[:1]
+]
+# mpi runs the data tests only (its launches and failures have tests of their own in
+# test_mpi.py): the writer runs under the MPICH wheel's mpiexec (MPICH cannot connect two
+# processes started without it), the test process's readers are MPI singletons.
+MPI_PLANE_MODULES = {"test_data.py", "test_attributes.py"}
+MPIEXEC = Path(sys.executable).parent / "mpiexec"
+if AVAILABLE.get("mpi") and MPIEXEC.exists():
+    PLANE_PARAMS.append(pytest.param(("mpi", None), id="mpi"))
+
+
+def pytest_collection_modifyitems(config, items):
+    items[:] = [
+        it
+        for it in items
+        if not (getattr(it, "callspec", None) and it.callspec.params.get("plane") == ("mpi", None)
+                and it.path.name not in MPI_PLANE_MODULES)
+    ]
+
+
+def _use_plane(param, ctx) -> str:
+    name, provider = param
+    ctx.fabric_provider = provider
+    ctx.plane = name
+    return name
+
 WRITER_OPTIONS = [
     "queue_limit",
     "queue_policy",
@@ -54,7 +90,7 @@ WRITER_OPTIONS = [
     "heartbeat_interval",
     "close_timeout",
 ]
-READER_OPTIONS = ["group", "policy", "data_plane", "timeout", "open_timeout", "heartbeat_timeout", "dir"]
+READER_OPTIONS = ["group", "policy", "data_plane", "timeout", "open_timeout", "heartbeat_timeout", "dir", "fabric_provider"]
 
 # Wire constants (cpp/src/core/wire.hpp, messages.hpp).
 MAGIC = 0x31535754
@@ -63,14 +99,14 @@ PROTOCOL_VERSION = 2
 T_HELLO, T_WELCOME, T_ERROR, T_ACK = 1, 2, 3, 5
 
 
-@pytest.fixture(params=PLANES)
-def plane(request) -> str:
-    return request.param
+@pytest.fixture(params=PLANE_PARAMS)
+def plane(request, ctx) -> str:
+    return _use_plane(request.param, ctx)
 
 
-@pytest.fixture(params=REMOTE_PLANES)
-def remote_plane(request) -> str:
-    return request.param
+@pytest.fixture(params=REMOTE_PLANE_PARAMS)
+def remote_plane(request, ctx) -> str:
+    return _use_plane(request.param, ctx)
 
 
 # --------------------------------------------------------------------------- lines
@@ -177,13 +213,13 @@ class ProcHandle(_Handle):
 
     kind = "process"
 
-    def __init__(self, script: str, args: dict, env: dict, cwd: Path, label: str):
+    def __init__(self, script: str, args: dict, env: dict, cwd: Path, label: str, launcher: list[str] | None = None):
         self.label = label
         self.args = args
         self.out = Lines()
         self._err: list[str] = []
         self.p = subprocess.Popen(
-            [sys.executable, str(PROCS / script), json.dumps(args)],
+            [*(launcher or []), sys.executable, str(PROCS / script), json.dumps(args)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -367,6 +403,12 @@ class Ctx:
         self._sockets: list = []
         self._abort_files: list[str] = []
         self._n = 0
+        self.fabric_provider: str | None = None  # set by the plane fixtures
+        self.plane: str | None = None
+
+    def _reader_defaults(self, opts: dict) -> None:
+        if opts.get("data_plane") == "fabric" and self.fabric_provider:
+            opts.setdefault("fabric_provider", self.fabric_provider)
 
     # -- files
     def signal_file(self, label: str = "go") -> str:
@@ -409,12 +451,19 @@ class Ctx:
         if plane == "inproc":
             args["options"] = {"dir": str(self.dir), **opts}
             h: Any = ThreadHandle(tsproc.run_writer, args, label, self.test_stderr)
+        elif plane == "mpi":
+            env = self.env()
+            env["PATH"] = f"{MPIEXEC.parent}{os.pathsep}{env.get('PATH', '')}"
+            env["MPIR_CVAR_CH4_NETMOD"] = "ofi"
+            h = ProcHandle("writer.py", args, env, self.dir, label, launcher=[str(MPIEXEC), "-n", "1"])
         else:
             h = ProcHandle("writer.py", args, self.env(), self.dir, label)
         self._handles.append(h)
         return h
 
     def open_writer(self, name: str | None = None, **opts):
+        if self.plane == "mpi":
+            pytest.skip("the mpi plane cannot serve a reader in the writer's own process")
         opts.setdefault("dir", str(self.dir))
         opts.setdefault("close_timeout", 10)
         w = ts.open(name or self.name, "w", **opts)
@@ -425,6 +474,7 @@ class Ctx:
     def spawn_reader(self, *, name: str | None = None, options: dict | None = None, **kw) -> ProcHandle:
         opts = {"timeout": 30}
         opts.update(options or {})
+        self._reader_defaults(opts)
         abort = self.signal_file("abort")
         self._abort_files.append(abort)
         args = {"name": name or self.name, "options": opts, "abort_file": abort, **kw}
@@ -437,6 +487,7 @@ class Ctx:
         opts.setdefault("timeout", 30)
         if plane is not None:
             opts.setdefault("data_plane", plane)
+        self._reader_defaults(opts)
         r = ts.open(name or self.name, "r", **opts)
         self._readers.append(r)
         return r

@@ -65,6 +65,7 @@ struct ReaderOptions {
   bool latest = false;          // always take the newest step; older ones are skipped
   ShuffleOptions shuffle;       // used when policy is shuffle
   std::uint32_t members = 0;    // fan-in: ensemble members to expect (0: whoever comes)
+  std::string fabric_provider;  // libfabric provider for data_plane=fabric; empty: $FI_PROVIDER or auto
 };
 
 /// Parses text options; throws InvalidArgument for an unknown key or a bad value.

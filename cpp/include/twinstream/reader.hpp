@@ -47,7 +47,9 @@ struct ReaderStats {
   std::uint64_t dropped = 0;       ///< steps the writer dropped before this reader got them
   std::uint64_t redelivered = 0;   ///< steps received that another group member had left
   std::uint64_t bytes = 0;         ///< payload bytes read through the data plane
-  std::string data_plane;          ///< plane in use: inproc, shm or tcp
+  std::string data_plane;          ///< plane in use: inproc, shm, tcp, fabric or mpi
+  std::string data_plane_detail;   ///< what the plane chose (fabric: "provider tcp")
+  std::string data_plane_fallback; ///< why an `auto` choice fell back; empty if it did not
 };
 
 /// One ensemble member of a fan-in stream, as this reader sees it.

@@ -34,6 +34,7 @@ std::vector<std::byte> encode(const Hello& m) {
   e.u32(m.shuffle.passes);
   e.u32(static_cast<std::uint32_t>(m.shuffle.variables.size()));
   for (const auto& v : m.shuffle.variables) e.str(v);
+  if (!m.plane_option.empty()) e.str(m.plane_option);
   return std::move(e.finish());
 }
 
@@ -69,6 +70,11 @@ Hello decode_hello(std::span<const std::byte> p) {
   }
   const auto nvars = d.count(1024);
   for (std::size_t i = 0; i < nvars; ++i) m.shuffle.variables.push_back(d.str(4096));
+  if (d.remaining() > 0) {
+    // Encoded only when set: an empty one is bytes that do not belong here.
+    m.plane_option = d.str(256);
+    if (m.plane_option.empty()) throw ProtocolError("empty trailing plane option in hello");
+  }
   d.finish();
   return m;
 }
@@ -81,6 +87,11 @@ std::vector<std::byte> encode(const Welcome& m) {
   e.u64(m.writer_key);
   e.u32(m.writer_pid);
   e.str(m.group);
+  if (!m.plane_detail.empty()) {
+    e.str(m.plane_detail);
+    e.u32(static_cast<std::uint32_t>(m.plane_addresses.size()));
+    for (const auto& a : m.plane_addresses) e.str(a);
+  }
   return std::move(e.finish());
 }
 
@@ -93,6 +104,12 @@ Welcome decode_welcome(std::span<const std::byte> p) {
   m.writer_key = d.u64();
   m.writer_pid = d.u32();
   m.group = d.str(256);
+  if (d.remaining() > 0) {
+    m.plane_detail = d.str(4096);
+    if (m.plane_detail.empty()) throw ProtocolError("empty trailing plane detail in welcome");
+    const auto n = d.count(1024);
+    for (std::size_t i = 0; i < n; ++i) m.plane_addresses.push_back(d.str(4096));
+  }
   d.finish();
   return m;
 }
@@ -142,6 +159,15 @@ std::vector<std::byte> encode(const StepMeta& m) {
   if (m.stream_attributes) e.attributes(*m.stream_attributes);
   e.u32(m.flags);
   e.str(m.source);
+  if (!m.remote.empty()) {
+    e.u32(static_cast<std::uint32_t>(m.remote.size()));
+    for (const auto& r : m.remote) {
+      e.u32(r.id);
+      e.u32(r.endpoint);
+      e.u64(r.address);
+      e.u64(r.key);
+    }
+  }
   return std::move(e.finish());
 }
 
@@ -205,6 +231,19 @@ StepMeta decode_step(std::span<const std::byte> p) {
   m.flags = d.u32();
   if (m.flags & ~std::uint32_t{kRedelivered | kBatch}) throw ProtocolError("unknown step flags");
   m.source = d.str(128);
+  if (d.remaining() > 0) {
+    const auto nremote = d.count(1u << 16);
+    if (nremote == 0) throw ProtocolError("empty trailing remote-key list in a step");
+    for (std::size_t i = 0; i < nremote; ++i) {
+      RemoteSegment r;
+      r.id = d.u32();
+      r.endpoint = d.u32();
+      r.address = d.u64();
+      r.key = d.u64();
+      if (!seg_size.contains(r.id)) throw ProtocolError("remote key for an unlisted segment");
+      m.remote.push_back(r);
+    }
+  }
   d.finish();
   return m;
 }

@@ -1,6 +1,11 @@
 #pragma once
 // The messages of the control and data connections, with their encoders and validating
 // decoders. Layout of each payload is the order of the fields below.
+//
+// Trailing sections: fields marked "trailing" come after everything else and are encoded
+// only when a reader uses a plane that needs them (fabric, mpi). Decoders read them only
+// when bytes remain, so a message without them is the same bytes as before they existed
+// and version 1 peers that never use those planes are unaffected.
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -33,6 +38,8 @@ struct Hello {
   std::uint32_t prefetch = 1;    // steps the writer may hand ahead of end_step
   bool latest = false;           // always the newest step; older ones are skipped
   ShuffleOptions shuffle;        // policy shuffle: the group's parameters
+  // Trailing: what the reader resolved for its plane (fabric: the provider it opened).
+  std::string plane_option;
 };
 
 /// Writer's answer to a control Hello.
@@ -43,6 +50,11 @@ struct Welcome {
   std::uint64_t writer_key = 0;  // identifies the writer inside one process (inproc)
   std::uint32_t writer_pid = 0;
   std::string group;             // the group joined (a generated name if none was asked)
+  // Trailing, for the RMA planes: text the plane reads (fabric: "provider=tcp;fabric=..."),
+  // and the address of each writer endpoint a RemoteSegment can name (fabric: fi_getname
+  // bytes). One endpoint today; a multi-rank writer lists one per rank.
+  std::string plane_detail;
+  std::vector<std::string> plane_addresses;
 };
 
 /// A refusal or failure; the sender closes the connection after it.
@@ -55,6 +67,7 @@ enum ErrorCode : std::uint32_t {
   kVersionMismatch = 2,
   kBadRequest = 3,
   kUnavailable = 4,
+  kPlaneUnavailable = 5,  // the data plane asked for cannot be opened on the writer's side
 };
 
 /// Where one block's bytes are in the writer's memory.
@@ -75,6 +88,14 @@ struct SegmentInfo {
   std::uint32_t id = 0;
   std::uint64_t size = 0;
 };
+/// How an RMA plane reaches a segment: the writer endpoint that exposes it (index into
+/// Welcome::plane_addresses), the remote address of its first byte and the remote key.
+struct RemoteSegment {
+  std::uint32_t id = 0;
+  std::uint32_t endpoint = 0;
+  std::uint64_t address = 0;
+  std::uint64_t key = 0;
+};
 
 /// StepMeta::flags bits.
 enum StepFlags : std::uint32_t {
@@ -93,6 +114,8 @@ struct StepMeta {
   std::vector<std::uint32_t> retired; // segments the reader may unmap
   std::uint32_t flags = 0;            // StepFlags
   std::string source;                 // the ensemble member that wrote it (fan-in)
+  // Trailing, for the RMA planes: how to reach each listed segment.
+  std::vector<RemoteSegment> remote;
 };
 
 struct Ack {

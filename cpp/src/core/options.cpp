@@ -153,8 +153,8 @@ std::vector<std::string> split_names(const std::string& v) {
   return out;
 }
 
-const std::array<OptionRow<ReaderOptions>, 15>& reader_rows() {
-  static const std::array<OptionRow<ReaderOptions>, 15> rows{{
+const std::array<OptionRow<ReaderOptions>, 16>& reader_rows() {
+  static const std::array<OptionRow<ReaderOptions>, 16> rows{{
       {{"group", "", "str",
         "Reader group to join; members share a delivery policy (default: a group of its own)."},
        [](ReaderOptions& o, const std::string& v) { o.group = v; }},
@@ -167,7 +167,8 @@ const std::array<OptionRow<ReaderOptions>, 15>& reader_rows() {
        }},
       {{"data_plane", "auto", "str",
         "How step bytes travel: auto (inproc in the writer's process, shm on its host, tcp "
-        "elsewhere), inproc, shm or tcp."},
+        "elsewhere), inproc, shm, tcp, fabric (libfabric RMA reads; see fabric_provider) or "
+        "mpi (MPI one-sided reads)."},
        [](ReaderOptions& o, const std::string& v) {
          o.data_plane = one_of("data_plane", v, {"auto", "inproc", "shm", "tcp", "mpi", "fabric"});
        }},
@@ -232,6 +233,19 @@ const std::array<OptionRow<ReaderOptions>, 15>& reader_rows() {
         "ended (0: end when every member seen so far has ended)."},
        [](ReaderOptions& o, const std::string& v) {
          o.members = static_cast<std::uint32_t>(parse_uint("members", v, 1u << 16));
+       }},
+      {{"fabric_provider", "", "str",
+        "libfabric provider for data_plane='fabric': tcp, shm, cxi (Slingshot), verbs "
+        "(InfiniBand), efa, or auto (the first usable of cxi, verbs, efa, tcp; a fallback "
+        "is logged and shown in stats()). Default: $FI_PROVIDER, else auto. A provider that "
+        "is unusable raises Unavailable saying why."},
+       [](ReaderOptions& o, const std::string& v) {
+         if (v.empty() || v.size() > 64 || v.find_first_of(",;^ ") != std::string::npos) {
+           throw InvalidArgument("option fabric_provider='" + v +
+                                 "' must name one libfabric provider (tcp, shm, cxi, verbs, "
+                                 "efa) or auto");
+         }
+         o.fabric_provider = v;
        }},
   }};
   return rows;

@@ -37,6 +37,9 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
   const auto dir = path.substr(0, path.rfind('/'));
   bool warned_stale = false;
   std::optional<wire::ErrorMsg> refusal;
+  // Plane options are resolved here first, so that a plane unusable on this host says so
+  // with this host's reason (fabric: the provider).
+  const auto choice = transport::resolve_reader_plane(name_, opt_);
   // The writer may start after us: wait for its contact file to appear (or a stale one to
   // be replaced) with inotify on the rendezvous directory. A slow periodic re-check
   // covers file systems without inotify (NFS) and a directory that does not exist yet.
@@ -84,6 +87,7 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
         hello.prefetch = opt_.prefetch;
         hello.latest = opt_.latest;
         hello.shuffle = opt_.shuffle;
+        hello.plane_option = choice.option;
         if (net::send_all(ctrl_.get(), wire::encode(hello), deadline) != net::IoStatus::Ok) {
           throw ConnectionError("could not send its hello");
         }
@@ -128,15 +132,19 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
 
   if (refusal) {
     ctrl_.reset();
+    if (refusal->code == wire::kPlaneUnavailable) throw Unavailable(refusal->message);
     if (refusal->code == wire::kUnavailable || refusal->code == wire::kBadRequest) {
       throw InvalidArgument(refusal->message);
     }
     throw ConnectionError(refusal->message);
   }
   net::set_nonblocking(ctrl_.get(), true);
-  transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout};
+  transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout, choice,
+                               ctrl_.get()};
   plane_ = transport::find(welcome_.data_plane).make_reader(ctx);
   stats_.data_plane = welcome_.data_plane;
+  stats_.data_plane_detail = choice.detail;
+  stats_.data_plane_fallback = choice.fallback;
   last_heard_ = net::Clock::now();
   log::info(who() + ": reader " + std::to_string(welcome_.reader_id) +
             " joined group '" + welcome_.group + "' over " + welcome_.data_plane);

@@ -45,6 +45,13 @@ std::shared_ptr<Segment> SegmentDirectory::find(std::uint32_t id) const {
   return it == segments_.end() ? nullptr : it->second;
 }
 
+std::vector<std::shared_ptr<Segment>> SegmentDirectory::all() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<Segment>> out;
+  for (const auto& [id, s] : segments_) out.push_back(s);
+  return out;
+}
+
 void Slot::reset(const NewSegment& make, std::vector<std::uint32_t>& retired) {
   if (segments_.size() > 1) {
     std::size_t total = 0;

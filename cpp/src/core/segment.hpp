@@ -45,6 +45,8 @@ class SegmentDirectory {
   void add(const std::shared_ptr<Segment>& s);
   void remove(std::uint32_t id);
   std::shared_ptr<Segment> find(std::uint32_t id) const;
+  /// Every segment now (a plane opened late registers these).
+  std::vector<std::shared_ptr<Segment>> all() const;
   void clear();
 
  private:

@@ -58,6 +58,8 @@ Writer::Impl::Impl(std::string name, WriterOptions options)
   net::set_nonblocking(listen_.get(), true);
   wake_fd_ = net::Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   tcp_ = std::make_unique<transport::TcpServer>(name_, *this);
+  planes_ = std::make_unique<transport::WriterPlanes>(transport::WriterContext{name_, opt_.host},
+                                                       segments_);
   transport::inproc::register_writer(writer_key_, segments_);
 
   Contact c;
@@ -88,6 +90,7 @@ std::shared_ptr<Segment> Writer::Impl::new_segment(std::size_t min_size) {
   const std::size_t size = std::bit_ceil(std::max<std::size_t>(min_size, 256u << 10));
   auto seg = std::make_shared<Segment>(next_segment_id_++, size, shm_prefix_);
   segments_->add(seg);
+  planes_->add_segment(seg);
   return seg;
 }
 
@@ -125,6 +128,7 @@ void Writer::Impl::begin_step() {
   slot_->reset([this](std::size_t n) { return new_segment(n); }, retired);
   for (auto id : retired) {
     segments_->remove(id);
+    planes_->remove_segment(id);
     retired_log_.emplace_back(++retired_seq_, id);
   }
   vars_.clear();
@@ -360,6 +364,7 @@ void Writer::Impl::close() {
   }
   if (service_.joinable()) service_.join();
   tcp_->stop();
+  planes_->close();  // deregisters step memory before it is freed below
   {
     // Step memory goes now, not when the object is destroyed: shared-memory names are
     // unlinked (views readers still hold stay mapped until they drop them).
@@ -500,6 +505,7 @@ void Writer::Impl::announce_common(Peer& p, wire::StepMeta& m, const QueuedStep&
   std::uint64_t low = retired_seq_;
   for (const auto& [id, r] : readers_) low = std::min(low, r.retired_sent);
   while (!retired_log_.empty() && retired_log_.front().first <= low) retired_log_.pop_front();
+  planes_->describe(p.id, m);  // remote keys, for RMA-plane readers
 }
 
 void Writer::Impl::pump(Peer& p) {
@@ -623,6 +629,7 @@ void Writer::Impl::remove_reader(ReaderId id, const std::string& reason) {
     signatures_.erase(*gone);
     for (auto& slot : queue_.remove_group(*gone)) release(std::move(slot));
   }
+  planes_->reader_left(id);
   readers_.erase(it);
   pump_all();
   cv_.notify_all();

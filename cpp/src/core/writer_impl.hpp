@@ -20,6 +20,7 @@
 #include "core/segment.hpp"
 #include "core/step_queue.hpp"
 #include "transport/tcp/tcp_server.hpp"
+#include "transport/writer_plane.hpp"
 #include "twinstream/writer.hpp"
 
 namespace twinstream {
@@ -129,6 +130,7 @@ class Writer::Impl final : public transport::StepAccess {
   std::shared_ptr<SegmentDirectory> segments_ = std::make_shared<SegmentDirectory>();
   std::uint32_t next_segment_id_ = 1;
   std::unique_ptr<transport::TcpServer> tcp_;
+  std::unique_ptr<transport::WriterPlanes> planes_;  // RMA planes (fabric, mpi), opened on demand
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -213,12 +213,20 @@ void Writer::Impl::handshake(Pending& c, const net::Frame& f) {
                                 : std::string("a writer opened with shm=True")) +
                       "; use 'tcp'");
   }
+  // RMA planes open on the writer's side here (fabric: an endpoint of the reader's provider).
+  wire::Welcome grant;
+  try {
+    planes_->admit(next_reader_id_, plane, hello.plane_option, grant);
+  } catch (const Error& e) {
+    return refuse(c, wire::kPlaneUnavailable, e.what());
+  }
   const ReaderId id = next_reader_id_++;
   const std::string group = hello.group.empty() ? "reader-" + std::to_string(id) : hello.group;
   GroupId gid = 0;
   try {
     gid = groups_.join(group, hello.policy, id, hello.latest, hello.shuffle);
   } catch (const InvalidArgument& e) {
+    planes_->reader_left(id);
     return refuse(c, wire::kBadRequest, "stream '" + name_ + "': " + e.what());
   }
   const auto* joined = groups_.group(gid);
@@ -247,6 +255,8 @@ void Writer::Impl::handshake(Pending& c, const net::Frame& f) {
   w.writer_key = writer_key_;
   w.writer_pid = static_cast<std::uint32_t>(::getpid());
   w.group = group;
+  w.plane_detail = std::move(grant.plane_detail);
+  w.plane_addresses = std::move(grant.plane_addresses);
   send(p, wire::encode(w));
   log::info("stream '" + name_ + "': " + p.who + " joined");
   cv_.notify_all();  // min_readers

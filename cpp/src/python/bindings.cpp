@@ -314,6 +314,8 @@ PYBIND11_MODULE(_core, m) {
         d["redelivered"] = s.redelivered;
         d["bytes"] = s.bytes;
         d["data_plane"] = s.data_plane;
+        d["data_plane_detail"] = s.data_plane_detail;
+        d["data_plane_fallback"] = s.data_plane_fallback;
         return d;
       });
 }

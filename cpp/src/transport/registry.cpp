@@ -12,6 +12,12 @@ const std::vector<Entry>& registry() {
   return entries;
 }
 
+PlaneChoice resolve_reader_plane(const std::string& stream, const ReaderOptions& opts) {
+  if (opts.data_plane == "auto") return {};
+  const auto& e = find(opts.data_plane);
+  return e.resolve ? e.resolve(stream, opts) : PlaneChoice{};
+}
+
 const Entry& find(const std::string& name) {
   std::string known;
   for (const auto& e : registry()) {

@@ -22,12 +22,21 @@ struct Copy {
   std::uint64_t length = 0;
 };
 
+/// What a reader resolved for its plane before joining (fabric: the provider).
+struct PlaneChoice {
+  std::string option;    // sent in the hello (fabric: provider name)
+  std::string detail;    // for stats (fabric: "provider tcp")
+  std::string fallback;  // why an `auto` choice is not the first preference; empty if it is
+};
+
 /// What a reader-side plane needs to reach the writer.
 struct ReaderContext {
   std::string stream;
   Contact contact;
   wire::Welcome welcome;
   double io_timeout = 10.0;  // seconds a single read may take before ConnectionError
+  PlaneChoice choice{};
+  int control_fd = -1;  // the reader's control connection: its hang-up means the writer left
 };
 
 /// Reader side of a data plane. Used by one thread (the reader's).

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""mpi data plane against raw MPI moving the same bytes in the same run: mpi4py Send/Recv
+and MPI_Get (passive target, the operation the plane is built on), each between two
+processes of one MPMD launch of the MPICH wheel's mpiexec.
+
+    python bench/mpi_bench.py [--sizes 1M,16M,64M] [--seconds 1] [--json out.json]
+
+twinstream: writer reserve()s each step (writes 8 bytes), the reader pulls it with
+get(out=) into one preallocated array -- MPI_Rget straight into it, no copy in twinstream;
+per step it also pays the announcement and the acknowledgement on the control connection.
+Send/Recv: rank 0 sends the buffer, rank 1 receives into one array. MPI_Get: rank 1 gets
+rank 0's window into one array and flushes, per step. GB/s = 1e9 bytes/s at the receiver,
+first step excluded. Output: JSON with records and ratios (plane / baseline) per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+RAW = r"""
+import sys, time, json, numpy as np
+from mpi4py import MPI
+size, steps, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+buf = np.zeros(size, np.uint8) if rank else np.ones(size, np.uint8)
+if kind == "sendrecv":
+    comm.Barrier()
+    for i in range(steps):
+        if rank == 0:
+            comm.Send(buf, dest=1)
+        else:
+            comm.Recv(buf, source=0)
+            if i == 0:
+                t0 = time.perf_counter()
+else:
+    win = MPI.Win.Create(buf if rank == 0 else None, comm=comm)
+    comm.Barrier()
+    if rank == 1:
+        win.Lock_all()
+        for i in range(steps):
+            win.Get(buf, 0)
+            win.Flush(0)
+            if i == 0:
+                t0 = time.perf_counter()
+        win.Unlock_all()
+    comm.Barrier()
+    win.Free()
+if rank == 1:
+    t = time.perf_counter() - t0
+    print(json.dumps({"gbps": (steps - 1) * size / t / 1e9}), flush=True)
+"""
+
+WRITER = r"""
+import sys, numpy as np, twinstream as ts
+d, size, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with ts.open("mpibench", "w", dir=d, min_readers=1, open_timeout=60, queue_limit=4, shm=False) as w:
+    for i in range(steps):
+        with w.step() as s:
+            s.reserve("x", (size,), np.uint8)[:8] = 1
+"""
+
+READER = r"""
+import sys, time, json, numpy as np, twinstream as ts
+d, size = sys.argv[1], int(sys.argv[2])
+out = np.empty(size, np.uint8)
+n, t0 = 0, None
+with ts.open("mpibench", "r", dir=d, data_plane="mpi", timeout=60, prefetch=4) as r:
+    for step in r:
+        step.get("x", start=(0,), count=(size,), out=out)
+        if t0 is None:
+            t0 = time.perf_counter()
+        else:
+            n += 1
+    t = time.perf_counter() - t0
+print(json.dumps({"gbps": n * size / t / 1e9, "plane": r.stats()["data_plane"]}), flush=True)
+"""
+
+
+def mpi_available() -> bool:
+    try:
+        import mpi4py  # noqa: F401
+        import twinstream
+    except ImportError:
+        return False
+    return any(name == "mpi" and ok for name, ok, _ in twinstream.data_planes())
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    e["MPIR_CVAR_CH4_NETMOD"] = "ofi"
+    return e
+
+
+def last_json(text: str) -> dict | None:
+    lines = [ln for ln in text.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def run(cmd: list[str], timeout: float) -> dict:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env())
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout}s"}
+    rec = last_json(p.stdout)
+    if p.returncode != 0 or rec is None:
+        return {"error": f"rc {p.returncode}: {(p.stderr or p.stdout)[-400:]}"}
+    return rec
+
+
+def mpiexec2(a: list[str], b: list[str]) -> list[str]:
+    return [str(BIN / "mpiexec"), "-n", "1", *a, ":", "-n", "1", *b]
+
+
+def measure(kind: str, size: int, steps: int, timeout: float) -> dict:
+    py = sys.executable
+    if kind in ("sendrecv", "get"):
+        cmd = [str(BIN / "mpiexec"), "-n", "2", py, "-c", RAW, str(size), str(steps), kind]
+        rec = run(cmd, timeout)
+        return {"baseline": f"mpi4py_{kind}", "step_bytes": size, "steps": steps, **rec}
+    with tempfile.TemporaryDirectory(prefix="ts-mpi-bench-") as d:
+        cmd = mpiexec2([py, "-c", WRITER, d, str(size), str(steps)], [py, "-c", READER, d, str(size)])
+        rec = run(cmd, timeout)
+    return {"baseline": "twinstream", "plane": "mpi", "step_bytes": size, "steps": steps, **rec}
+
+
+def median(kind: str, size: int, steps: int, timeout: float, repeats: int) -> dict:
+    runs = [measure(kind, size, steps, timeout) for _ in range(repeats)]
+    ok = sorted((r for r in runs if r.get("gbps")), key=lambda r: r["gbps"])
+    best = ok[len(ok) // 2] if ok else runs[-1]
+    return {**best, "repeats": [r.get("gbps") for r in runs]}
+
+
+def parse_size(s: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(s[:-1]) * units[s[-1]] if s[-1] in units else int(s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="1M,16M,64M")
+    p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    records, ratios = [], {}
+    for s in args.sizes.split(","):
+        size = parse_size(s)
+        steps = max(20, min(3000, int(args.seconds * 2e9 / size)))
+        timeout = 90 + 20 * args.seconds
+        plane = median("twinstream", size, steps, timeout, args.repeats)
+        sr = median("sendrecv", size, steps, timeout, args.repeats)
+        get = median("get", size, steps, timeout, args.repeats)
+        for rec in (plane, sr, get):
+            records.append(rec)
+            print(f"{s:>5} {rec['baseline']:>16}: {rec.get('gbps') or float('nan'):.2f} GB/s "
+                  f"{rec.get('error', '')}", file=sys.stderr)
+
+        def ratio(a, b):
+            return round(a["gbps"] / b["gbps"], 3) if a.get("gbps") and b.get("gbps") else None
+
+        ratios[s] = {"mpi_plane_vs_send_recv": ratio(plane, sr), "mpi_plane_vs_get": ratio(plane, get)}
+    out = {"benchmark": "mpi_bench", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "cpus": os.cpu_count(), "records": records, "ratios": ratios}
+    text = json.dumps(out, indent=1) + "\n"
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+    else:
+        sys.stdout.write(text)
+    print(json.dumps(ratios, indent=1), file=sys.stderr)
+    return 0 if all(r.get("gbps") for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+#include "transport/mpi/mpi_runtime.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <mutex>
+
+#include "twinstream/errors.hpp"
+
+namespace twinstream::mpi {
+
+namespace {
+void finalize_at_exit() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+}  // namespace
+
+void ensure_initialized(const std::string& stream) {
+  static std::mutex mu;
+  std::lock_guard lock(mu);
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  int provided = 0;
+  if (!initialized) {
+    // MPI_Open_port / MPI_Comm_connect need MPICH's ofi network module (see the README).
+    ::setenv("MPIR_CVAR_CH4_NETMOD", "ofi", 0);
+    int argc = 0;
+    char** argv = nullptr;
+    const int rc = MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    if (rc != MPI_SUCCESS) {
+      throw Unavailable("stream '" + stream + "': MPI_Init_thread failed: " + error_text(rc) +
+                        "; use data_plane='tcp'");
+    }
+    std::atexit(finalize_at_exit);
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  if (provided < MPI_THREAD_MULTIPLE) {
+    throw Unavailable("stream '" + stream + "': the mpi data plane needs MPI_THREAD_MULTIPLE, "
+                      "MPI runs at thread level " + std::to_string(provided) +
+                      "; initialize MPI with MPI_Init_thread(MPI_THREAD_MULTIPLE) (mpi4py "
+                      "does by default) or use data_plane='tcp'");
+  }
+  // Errors come back as codes, so that a lost peer is an exception, not an abort.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+}
+
+bool launched_by_mpiexec() {
+  const char* size = std::getenv("PMI_SIZE");
+  return size && std::atoi(size) > 1;
+}
+
+std::string world_identity() {
+  int size = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  int* appnum = nullptr;
+  int flag = 0;
+  MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_APPNUM, &appnum, &flag);
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  (void)appnum;  // differs between the programs of one launch; not part of the identity
+  return std::to_string(size) + "/" + host + "/" + std::to_string(::getppid());
+}
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+std::string error_text(int code) {
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  return std::string(text, static_cast<std::size_t>(len));
+}
+
+}  // namespace twinstream::mpi
