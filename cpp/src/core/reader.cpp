@@ -12,6 +12,7 @@
 #include "core/contact.hpp"
 #include "core/log.hpp"
 #include "core/reader_source.hpp"
+#include "transport/registry.hpp"
 #include "twinstream/errors.hpp"
 
 namespace twinstream {
@@ -64,6 +65,7 @@ class Reader::Impl {
   void fail(std::size_t i, const std::string& why);
 
   std::string dir_;
+  transport::PlaneChoice choice_;  // the data-plane option, resolved on this host
   std::shared_ptr<BufferPool> buffers_ = std::make_shared<BufferPool>();
   bool fan_in_ = false;
   struct Member {
@@ -89,6 +91,10 @@ Reader::Impl::Impl(std::string name, ReaderOptions opt) : name_(std::move(name))
   const double open_timeout = opt_.open_timeout >= 0 ? opt_.open_timeout : opt_.timeout;
   const auto deadline = net::deadline_after(open_timeout);
   const auto plain = contact_path(dir_, name_);
+  // Before waiting for a writer: a plane unusable on this host says so at once, with this
+  // host's reason (fabric: the provider), and the mpi plane initializes MPI, which in a
+  // launch of writer and readers together every process must do before any may go on.
+  choice_ = transport::resolve_reader_plane(name_, opt_);
   // A fan-in stream has member contact files `<name>@<member>.twin` instead of one
   // `<name>.twin`. Wait for either (inotify, with a slow re-check for file systems without
   // it); members=N asks for fan-in outright.
@@ -122,7 +128,8 @@ Reader::Impl::Impl(std::string name, ReaderOptions opt) : name_(std::move(name))
   }
   notify_.reset();
   Member m;
-  m.source = std::make_unique<ReaderSource>(name_, "", plain, opt_, buffers_, deadline, true);
+  m.source =
+      std::make_unique<ReaderSource>(name_, "", plain, opt_, choice_, buffers_, deadline, true);
   members_.push_back(std::move(m));
 }
 
@@ -161,7 +168,8 @@ void Reader::Impl::discover() {
     m.name = name;
     try {
       m.source = std::make_unique<ReaderSource>(name_, name, member_contact_path(dir_, name_, name),
-                                                opt_, buffers_, net::deadline_after(5.0), false);
+                                                opt_, choice_, buffers_, net::deadline_after(5.0),
+                                                false);
     } catch (const InvalidArgument&) {
       throw;  // refused (a bad option): the same for every member
     } catch (const Error& e) {
@@ -320,6 +328,8 @@ ReaderStats Reader::Impl::stats() const {
     out.bytes += s.bytes;
     if (out.data_plane.empty()) {
       out.data_plane = s.data_plane;
+      out.data_plane_detail = s.data_plane_detail;
+      out.data_plane_fallback = s.data_plane_fallback;
     } else if (out.data_plane != s.data_plane) {
       out.data_plane = "mixed";
     }

@@ -18,12 +18,13 @@
 namespace twinstream {
 
 ReaderSource::ReaderSource(std::string stream, std::string member, std::string path,
-                           const ReaderOptions& opt, std::shared_ptr<BufferPool> buffers,
-                           net::Deadline deadline, bool wait)
+                           const ReaderOptions& opt, transport::PlaneChoice choice,
+                           std::shared_ptr<BufferPool> buffers, net::Deadline deadline, bool wait)
     : name_(std::move(stream)),
       member_(std::move(member)),
       path_(std::move(path)),
       opt_(opt),
+      choice_(std::move(choice)),
       buffers_(std::move(buffers)) {
   connect(deadline, wait);
 }
@@ -37,9 +38,7 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
   const auto dir = path.substr(0, path.rfind('/'));
   bool warned_stale = false;
   std::optional<wire::ErrorMsg> refusal;
-  // Plane options are resolved here first, so that a plane unusable on this host says so
-  // with this host's reason (fabric: the provider).
-  const auto choice = transport::resolve_reader_plane(name_, opt_);
+  const auto& choice = choice_;
   // The writer may start after us: wait for its contact file to appear (or a stale one to
   // be replaced) with inotify on the rendezvous directory. A slow periodic re-check
   // covers file systems without inotify (NFS) and a directory that does not exist yet.

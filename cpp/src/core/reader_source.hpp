@@ -20,9 +20,11 @@ class ReaderSource {
   /// Connects to the writer of contact file `path`. With `wait`, waits (until `deadline`)
   /// for the file to appear or a stale one to be replaced; without, a missing or stale
   /// file is a ConnectionError at once (a fan-in member that already ended or died).
+  /// `choice`: the reader's data-plane option, resolved on this host beforehand
+  /// (transport::resolve_reader_plane).
   ReaderSource(std::string stream, std::string member, std::string path,
-               const ReaderOptions& opt, std::shared_ptr<BufferPool> buffers,
-               net::Deadline deadline, bool wait);
+               const ReaderOptions& opt, transport::PlaneChoice choice,
+               std::shared_ptr<BufferPool> buffers, net::Deadline deadline, bool wait);
   ~ReaderSource() { close(); }
 
   /// Ok, NotReady at the deadline, or EndOfStream. Throws ConnectionError when the writer
@@ -64,6 +66,7 @@ class ReaderSource {
   const std::string member_;
   const std::string path_;
   const ReaderOptions& opt_;
+  const transport::PlaneChoice choice_;
   std::shared_ptr<BufferPool> buffers_;
   std::vector<VariableInfo> vars_;
   Attributes step_attrs_;
