@@ -85,7 +85,8 @@ class Reader::Impl {
   bool closed_ = false;
 };
 
-Reader::Impl::Impl(std::string name, ReaderOptions opt) : name_(std::move(name)), opt_(std::move(opt)) {
+Reader::Impl::Impl(std::string name, ReaderOptions opt)
+    : name_(std::move(name)), opt_(std::move(opt)) {
   validate_stream_name(name_);
   dir_ = rendezvous_dir(opt_.dir);
   const double open_timeout = opt_.open_timeout >= 0 ? opt_.open_timeout : opt_.timeout;
@@ -99,8 +100,8 @@ Reader::Impl::Impl(std::string name, ReaderOptions opt) : name_(std::move(name))
   // `<name>.twin`. Wait for either (inotify, with a slow re-check for file systems without
   // it); members=N asks for fan-in outright.
   notify_ = net::Fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-  if (notify_.valid() &&
-      ::inotify_add_watch(notify_.get(), dir_.c_str(), IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+  const auto events = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE;
+  if (notify_.valid() && ::inotify_add_watch(notify_.get(), dir_.c_str(), events) < 0) {
     notify_.reset();
   }
   while (opt_.members == 0) {

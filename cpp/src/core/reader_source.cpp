@@ -120,7 +120,8 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
                          path + ")");
     }
     const auto recheck = net::Clock::now() + std::chrono::milliseconds(watching ? 250 : 50);
-    if (watching && net::wait_readable(notify.get(), std::min(deadline, recheck)) == net::IoStatus::Ok) {
+    if (watching &&
+        net::wait_readable(notify.get(), std::min(deadline, recheck)) == net::IoStatus::Ok) {
       char events[4096];
       while (::read(notify.get(), events, sizeof events) > 0) {
       }
@@ -316,7 +317,8 @@ ConstView ReaderSource::get(std::string_view name, const Box* sel) {
   return out;
 }
 
-void ReaderSource::get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes) {
+void ReaderSource::get_into(std::string_view name, const Box& sel, void* dst,
+                            std::size_t dst_bytes) {
   const auto& v = variable(name);
   const Box box = checked_box(v, &sel);
   const std::size_t elem = dtype_size(v.dtype);

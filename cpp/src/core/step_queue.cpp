@@ -13,8 +13,9 @@ bool StepQueue::kept(const QueuedStep& s) const {
 bool StepQueue::full() const {
   std::size_t n = 0;
   for (const auto& s : steps_) {
-    const bool counts = !s.owed.empty() || std::any_of(s.pending.begin(), s.pending.end(),
-                                                       [&](ReaderId r) { return !latest_.count(r); });
+    const bool counts =
+        !s.owed.empty() || std::any_of(s.pending.begin(), s.pending.end(),
+                                       [&](ReaderId r) { return !latest_.count(r); });
     n += counts ? 1 : 0;
   }
   return n >= limit_;
