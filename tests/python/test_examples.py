@@ -68,10 +68,11 @@ def test_groups_example_each_policy():
     # 3 windows of 4 steps x 8 rows = 32 samples each, in batches of 6: 6 batches a window.
     assert len(batches["A"]) + len(batches["B"]) == 3 * 6, out
     out = run("groups.py", "latest")
-    got = _reader_lines(out)
-    assert got["A"][:12] == every, out
-    slow = [int(x) for x in got["B"] if x.isdigit()]
-    assert slow[-1] == 11 and slow == sorted(slow), out  # the newest, never going back
+    for who, seen in _reader_lines(out).items():
+        steps = [int(x) for x in seen if x.isdigit()]
+        # Each gets the newest step it can, never going back, and the last one in the end
+        # (how many it skips depends on its speed against the writer's).
+        assert steps[-1] == 11 and steps == sorted(set(steps)), (who, out)
 
 
 @pytest.mark.timeout(120)
