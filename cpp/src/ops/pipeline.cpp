@@ -224,7 +224,7 @@ Tensor run_cast(const CastOp& c, Tensor& cur) {
   }
   Tensor out = Tensor::allocate(out_t, cur.shape);
   // Non-float32 inputs go through float32 in cache-sized chunks (so float64 -> float16
-  // rounds twice; documented in docs/ops_section.md).
+  // rounds twice; documented in the README, "Numerics").
   constexpr std::size_t kChunk = 4096;
   std::vector<float> tmp(cur.dtype == DType::Float32 ? 0 : std::min(n, kChunk));
   const std::size_t item = dtype_size(cur.dtype);
