@@ -395,7 +395,7 @@ class Step:
             return self._r.get(name)  # raises with the list of variables
         placed = self._reader_pipeline(name)
         whole = start is None and count is None
-        if not whole:
+        if not whole or out is not None:
             start = tuple(start) if start is not None else (0,) * len(info.shape)
             count = tuple(count) if count is not None else tuple(
                 s - b for s, b in zip(info.shape, start)

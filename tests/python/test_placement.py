@@ -171,11 +171,15 @@ def test_reader_pipeline_without_cache_recomputes(ctx):
         a = step.get("y", ops=[ts.ops.log1p()])
         b = step.get("y", ops=[ts.ops.log1p()])
         assert not np.shares_memory(a, b) and a.tobytes() == b.tobytes()
+        into = np.empty(100)
+        assert step.get("y", out=into) is into and np.array_equal(into, np.arange(100))
+        assert step.get("y", ops=[ts.ops.log1p()], out=into) is into
+        assert into.tobytes() == a.tobytes()
         # A reader's own running statistics: kept per variable, updated per step read.
         z = step.get("y", ops=[ts.ops.standardize()])
         assert abs(float(z.mean())) < 1e-6
     writer.result(30)
-    assert r.stats()["ops_runs"] == 3 and "cache_hits" not in r.stats()
+    assert r.stats()["ops_runs"] == 4 and "cache_hits" not in r.stats()
     assert r.cached(0, "y", [ts.ops.log1p()]) is None
 
 
