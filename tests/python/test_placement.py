@@ -235,3 +235,22 @@ def test_bad_pipeline_without_shape_is_refused_at_the_first_put(ctx):
     got = [(step.index, np.array(step["f"])) for step in r]
     writer.result(30)
     assert len(got) == 1 and got[0][1].shape == (4, 16, 50) and got[0][1].dtype == np.float32
+
+
+def test_history_newcomer_reads_the_processed_steps_without_recompute(ctx):
+    """A writer-placed result is the published step: a reader joining later gets the kept
+    steps as processed, and the writer ran its operators once per step."""
+    ops = [ts.ops.cast("float32"), ts.ops.log1p()]
+    w = ctx.open_writer(history=2, queue_limit=4)
+    w.define("x", ops, "writer")
+    for i in range(3):
+        with w.step() as s:
+            s.put("x", np.full(8, float(i)))
+    r = ctx.open_reader("inproc")
+    closer = Bg(w.close)
+    got = {step.index: np.array(step["x"]) for step in r}
+    closer.result(30)
+    assert sorted(got) == [1, 2]
+    for i, x in got.items():
+        assert x.tobytes() == ts.ops.apply(np.full(8, float(i)), ops).tobytes()
+    assert w.stats()["ops_steps"] == 3
