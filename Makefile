@@ -13,7 +13,7 @@ APT_PACKAGES := libfabric-dev libfabric-bin libhwy-dev libbenchmark-dev libgtest
                 libgmock-dev libzstd-dev liblz4-dev
 PIP_PACKAGES := scikit-build-core pybind11 numpy ninja cmake pytest pytest-timeout hypothesis \
                 mpich==5.0.2 mpi4py
-BENCH_PIP_PACKAGES := adios2
+BENCH_PIP_PACKAGES := adios2 matplotlib
 STAMP := $(VENV)/.twinstream-deps
 CPP_BUILD := build/cpp
 

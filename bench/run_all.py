@@ -6,6 +6,7 @@
   1. micro_bench (google-benchmark, JSON)        -> bench/results/micro.json
   2. bench/ops_bench.py (kernels vs memcpy/numpy) -> bench/results/ops.json
   3. bench/e2e.py (twinstream vs. baselines)     -> bench/results/e2e.json
+  3b. bench/ops_e2e.py (placement, cache)       -> bench/results/ops_e2e.{json,png}
   4. summary tables, targets marked PASS/MISS    -> bench/results/summary.md (also printed)
 
 Binaries default to the `make cpp` build (build/cpp/bench/...) and fall back to the dev
@@ -28,8 +29,10 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import e2e  # noqa: E402
 import e2e_baselines  # noqa: E402
+import groups  # noqa: E402
 import mpi_bench  # noqa: E402
 import ops_bench  # noqa: E402
+import ops_e2e  # noqa: E402
 import planes_bench  # noqa: E402
 from baselines import parse_size  # noqa: E402
 
@@ -127,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         nodelay=not args.no_nodelay, cpus=e2e_baselines.PIN_LAYOUTS[args.pin])
     e2e.write_atomic(args.out / "e2e.json", json.dumps(records, indent=1) + "\n")
 
+    # Pre-processing end to end: writer vs reader placement, cache vs recompute.
+    ops_e2e_rc = 0
+    try:
+        ops_e2e_rc = ops_e2e.main(["--out", str(args.out)])
+    except (RuntimeError, subprocess.SubprocessError, OSError, ImportError) as exc:
+        ops_e2e_rc = 1
+        print(f"ops_e2e FAILED: {exc}", file=sys.stderr)
+
     total = time.monotonic() - t0
     summary = e2e.render_summary(records, meta)
     summary += f"\nTotal run_all.py runtime (micro + e2e): {total:.1f} s\n\n"
@@ -137,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     print(summary)
     print(f"results written to {args.out}/ (micro.json, ops.json, e2e.json, summary.md)",
           file=sys.stderr)
-    failed = micro is None or ops_report is None or any(r.get("error") for r in records)
+    failed = (micro is None or ops_report is None or ops_e2e_rc != 0
+              or any(r.get("error") for r in records))
+    # Reader groups: 1 -> 2 per delivery policy beside 1 -> 1 and SST's modes (bench/groups.py).
+    groups_rc = groups.main(["--json", str(args.out / "groups.json"),
+                             "--summary", str(args.out / "groups.md")])
+    failed = failed or groups_rc != 0
     # The RMA data planes against the tcp plane and a raw socket (bench/planes_bench.py).
     if planes_bench.fabric_available():
         planes_rc = planes_bench.main(["--json", str(args.out / "planes.json")])

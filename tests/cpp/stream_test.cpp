@@ -224,6 +224,52 @@ TEST_P(StreamTest, GroupPoliciesWithAMemberLeavingMidStream) {
   }
 }
 
+TEST_P(StreamTest, WriterPlacedPipelineRunsOnTheAssembledArray) {
+  std::thread writer([&] {
+    Writer w("s", writer_options());
+    // Refused at define: a bad pipeline never reaches the stream.
+    EXPECT_THROW(w.define("f", "cast(to=float32)|blur()", Placement::Writer), InvalidArgument);
+    EXPECT_THROW(w.define("f", "log1p()", Placement::Writer, DType::Int32, {4, 6}),
+                 InvalidArgument);
+    w.define("f", "cast(to=float32)|subsample(strides=2x3)", Placement::Writer, DType::Float64,
+             {4, 6});
+    for (int i = 0; i < 3; ++i) {
+      std::vector<double> top(12), bottom(12);
+      for (int k = 0; k < 12; ++k) {
+        top[k] = i + k;
+        bottom[k] = i + 12 + k;
+      }
+      w.begin_step();
+      w.put("f", DType::Float64, {4, 6}, {0, 0}, {2, 6}, top.data());
+      w.put("f", DType::Float64, {4, 6}, {2, 0}, {2, 6}, bottom.data());
+      w.end_step();
+    }
+    EXPECT_EQ(w.stats().ops_steps, 3u);
+    w.close();
+  });
+  Reader r("s", reader_options());
+  int seen = 0;
+  while (r.begin_step() == StepStatus::Ok) {
+    const int i = static_cast<int>(r.step_index());
+    auto f = r.get("f");
+    ASSERT_EQ(f.dtype, DType::Float32);
+    ASSERT_EQ(f.shape, (Dims{2, 2}));
+    const auto* v = reinterpret_cast<const float*>(f.data);
+    // Rows 0 and 2, columns 0 and 3 of the 4x6 array whose element (r, c) is i + 6r + c.
+    EXPECT_EQ(v[0], i + 0.0f);
+    EXPECT_EQ(v[1], i + 3.0f);
+    EXPECT_EQ(v[2], i + 12.0f);
+    EXPECT_EQ(v[3], i + 15.0f);
+    EXPECT_EQ(std::get<std::string>(r.step_attributes().at("ops.f.pipeline")),
+              "cast(to=float32)|subsample(strides=2x3)");
+    EXPECT_EQ(std::get<std::string>(r.step_attributes().at("ops.f.placement")), "writer");
+    r.end_step();
+    ++seen;
+  }
+  EXPECT_EQ(seen, 3);
+  writer.join();
+}
+
 std::vector<std::string> planes_of_this_build() {
   std::vector<std::string> out{"inproc", "shm", "tcp"};
   for (const auto& p : data_planes()) {

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -22,6 +23,15 @@ struct WriterStats {
   std::uint64_t bytes = 0;          // payload bytes published
   std::uint32_t readers = 0;        // readers connected now
   std::uint32_t queued = 0;         // unacknowledged steps now
+  double ops_seconds = 0;           // time the writer's operators took, all steps
+  double ops_last_seconds = 0;      // ... in the last step that ran any
+  std::uint64_t ops_steps = 0;      // steps in which operators ran
+};
+
+/// Where a variable's pre-processing pipeline runs (Writer::define).
+enum class Placement : std::uint8_t {
+  Writer,  ///< once per step, in end_step; the output is what travels to every reader
+  Reader,  ///< in each reader after transfer; the pipeline travels as a step attribute
 };
 
 class Writer {
@@ -57,6 +67,22 @@ class Writer {
   std::shared_ptr<std::byte> reserve_shared(std::string_view name, DType dtype,
                                             const Dims& global_shape, const Dims& start,
                                             const Dims& count);
+
+  /// Attaches a pre-processing pipeline (its canonical text, ops::Pipeline::key(), e.g.
+  /// "cast(to=float32)|log1p()") to variable `name`, from the next end_step on. With
+  /// `dtype` and `shape` the pipeline is checked now, else at the variable's first put;
+  /// either way a bad pipeline throws InvalidArgument naming the variable, the operator
+  /// and the fix, never in the middle of a stream. An empty pipeline removes the
+  /// definition; defining again replaces it (and restarts running statistics).
+  /// Under Placement::Writer end_step runs the pipeline on the whole global array (its
+  /// blocks assembled) and publishes the output under the same name, with step
+  /// attributes `ops.<name>.pipeline`, `.placement`, `.seconds` and what the operators
+  /// publish (`ops.<name>.<i>.<op>.<field>`). Under Placement::Reader the data travels
+  /// as put, with the same attributes, and readers run the pipeline; running statistics
+  /// are still kept here and published, so both placements give the same bytes.
+  void define(std::string_view name, std::string_view pipeline,
+              Placement placement = Placement::Writer, std::optional<DType> dtype = {},
+              const Dims& shape = {});
 
   /// Step-level attribute (only between begin_step and end_step).
   void set_step_attribute(std::string_view name, AttributeValue value);

@@ -167,6 +167,7 @@ wire::VariableMeta& Writer::Impl::variable_for(std::string_view name, DType dtyp
     }
     return v;
   }
+  check_definition(name, dtype, shape);
   auto& v = vars_.emplace_back();
   v.name = std::string(name);
   v.dtype = dtype;
@@ -256,6 +257,8 @@ void Writer::Impl::set_attribute(std::string_view name, AttributeValue value) {
 
 void Writer::Impl::end_step() {
   if (!in_step_) throw InvalidArgument("stream '" + name_ + "': end_step without begin_step");
+  ops_unpublished_bytes_ = 0;
+  if (!definitions_.empty()) run_definitions();
   QueuedStep s;
   s.index = next_index_++;
   s.slot = std::move(slot_);
@@ -275,7 +278,7 @@ void Writer::Impl::end_step() {
   s.stream_attributes = stream_snapshot_;
   s.stream_attributes_version = snapshot_version_;
   stats_.steps++;
-  stats_.bytes += s.slot->used();
+  stats_.bytes += s.slot->used() - ops_unpublished_bytes_;
   const auto to = groups_.recipients(s.index);
   s.pending = to.readers;
   for (auto g : to.owed) s.owed.emplace(g, false);
@@ -385,6 +388,9 @@ WriterStats Writer::Impl::stats() const {
   WriterStats s = stats_;
   s.readers = static_cast<std::uint32_t>(readers_.size());
   s.queued = static_cast<std::uint32_t>(queue_.size());
+  s.ops_seconds = ops_seconds_;
+  s.ops_last_seconds = ops_last_seconds_;
+  s.ops_steps = ops_steps_;
   return s;
 }
 
@@ -674,6 +680,10 @@ std::shared_ptr<std::byte> Writer::reserve_shared(std::string_view name, DType d
                                                   const Dims& shape, const Dims& start,
                                                   const Dims& count) {
   return impl_->reserve_shared(name, dtype, shape, start, count);
+}
+void Writer::define(std::string_view name, std::string_view pipeline, Placement placement,
+                    std::optional<DType> dtype, const Dims& shape) {
+  impl_->define(name, pipeline, placement, dtype, shape);
 }
 void Writer::abort_step() { impl_->abort_step(); }
 void Writer::end_step() { impl_->end_step(); }

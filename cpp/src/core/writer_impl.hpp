@@ -19,6 +19,7 @@
 #include "core/reader_group.hpp"
 #include "core/segment.hpp"
 #include "core/step_queue.hpp"
+#include "ops/pipeline.hpp"
 #include "transport/tcp/tcp_server.hpp"
 #include "transport/writer_plane.hpp"
 #include "twinstream/writer.hpp"
@@ -40,6 +41,8 @@ class Writer::Impl final : public transport::StepAccess {
   void abort_step();
   void set_step_attribute(std::string_view name, AttributeValue value);
   void set_attribute(std::string_view name, AttributeValue value);
+  void define(std::string_view name, std::string_view pipeline, Placement placement,
+              std::optional<DType> dtype, const Dims& shape);
   void end_step();
   void close();
   WriterStats stats() const;
@@ -95,6 +98,19 @@ class Writer::Impl final : public transport::StepAccess {
   };
   Block add_block(std::string_view name, DType dtype, const Dims& shape, const Dims& start,
                   const Dims& count);
+
+  // Pre-processing (writer_ops.cpp, user thread only). A variable's pipeline, where it
+  // runs, the running statistics it keeps and the input it was last checked against.
+  struct Definition {
+    ops::Pipeline pipeline;
+    Placement placement = Placement::Writer;
+    ops::PipelineState state;
+    std::optional<std::pair<DType, Dims>> checked;
+  };
+  // Checks the pipeline of `name` (if any) against a put's dtype and global shape.
+  void check_definition(std::string_view name, DType dtype, const Dims& shape);
+  // Runs the pipelines of the step's defined variables (end_step, before publishing).
+  void run_definitions();
 
   // Delivery (under mu_).
   void send(Peer& p, const std::vector<std::byte>& frame);
@@ -159,6 +175,10 @@ class Writer::Impl final : public transport::StepAccess {
   std::unique_ptr<Slot> slot_;
   std::vector<wire::VariableMeta> vars_;
   Attributes step_attrs_;
+  std::map<std::string, Definition, std::less<>> definitions_;
+  double ops_seconds_ = 0, ops_last_seconds_ = 0;  // under mu_ (stats() reads them)
+  std::uint64_t ops_steps_ = 0;
+  std::uint64_t ops_unpublished_bytes_ = 0;  // inputs replaced by outputs in this step
 
   std::thread service_;
 };

@@ -224,7 +224,7 @@ Tensor run_cast(const CastOp& c, Tensor& cur) {
   }
   Tensor out = Tensor::allocate(out_t, cur.shape);
   // Non-float32 inputs go through float32 in cache-sized chunks (so float64 -> float16
-  // rounds twice; documented in docs/ops_section.md).
+  // rounds twice; documented in the README, "Numerics").
   constexpr std::size_t kChunk = 4096;
   std::vector<float> tmp(cur.dtype == DType::Float32 ? 0 : std::min(n, kChunk));
   const std::size_t item = dtype_size(cur.dtype);
@@ -304,7 +304,14 @@ PipelineResult Pipeline::run(const TensorView& in, const RunOptions& opt) const 
   cur.data = static_cast<const std::byte*>(in.data);
   cur.bytes = count_of(in.shape) * dtype_size(in.dtype);
 
-  for (std::size_t i = 0; i < ops_.size(); ++i) {
+  std::size_t end = ops_.size();
+  if (opt.statistics_only) {
+    end = 0;
+    for (std::size_t i = 0; i < ops_.size(); ++i) {
+      if (const auto* s = std::get_if<StandardizeOp>(&ops_[i]); s && s->running()) end = i + 1;
+    }
+  }
+  for (std::size_t i = 0; i < end; ++i) {
     const OpSpec& op = ops_[i];
     const Where w{opt.variable, i, op};
     check(w, {cur.dtype, cur.shape, true});
@@ -335,6 +342,7 @@ PipelineResult Pipeline::run(const TensorView& in, const RunOptions& opt) const 
                     "writer's published ones or a state to keep them in (or pass mean= "
                     "and std=)");
               }
+              if (opt.statistics_only && i + 1 == end) return cur;
               try {
                 Tensor out = same_shape_output(cur, cur.dtype);
                 standardize_channels(cur.view(), out.mutable_data(), s.axis, p);

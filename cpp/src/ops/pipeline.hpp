@@ -64,6 +64,11 @@ struct RunOptions {
   /// Copy the input when no operator produced new bytes, so that the output outlives the
   /// input (for caching, or handing to another thread).
   bool own_output = false;
+  /// Only keep the running statistics: stop after the last running standardize has
+  /// folded its input in and published its parameters (its kernel and later operators
+  /// do not run; the output is that standardize's input). What a writer does for a
+  /// reader-placed pipeline, so that readers standardize with the writer's values.
+  bool statistics_only = false;
 };
 
 class Pipeline {

@@ -199,6 +199,27 @@ PYBIND11_MODULE(_core, m) {
             return make_array(dt, to_dims(count), p, std::move(mem), true);
           },
           py::arg("name"), py::arg("dtype"), py::arg("shape"), py::arg("start"), py::arg("count"))
+      .def(
+          "define",
+          [](Writer& w, const std::string& name, const std::string& pipeline,
+             const std::string& placement, const py::object& dtype,
+             const std::vector<std::uint64_t>& shape) {
+            Placement where;
+            if (placement == "writer") {
+              where = Placement::Writer;
+            } else if (placement == "reader") {
+              where = Placement::Reader;
+            } else {
+              throw InvalidArgument("stream '" + w.name() + "' variable '" + name +
+                                    "': placement must be 'writer' or 'reader', not '" +
+                                    placement + "'");
+            }
+            std::optional<DType> dt;
+            if (!dtype.is_none()) dt = dtype_of(py::dtype::from_args(dtype));
+            w.define(name, pipeline, where, dt, to_dims(shape));
+          },
+          py::arg("name"), py::arg("pipeline"), py::arg("placement"), py::arg("dtype"),
+          py::arg("shape"))
       .def("set_step_attribute",
            [](Writer& w, const std::string& name, const py::handle& v) {
              w.set_step_attribute(name, to_attribute(v));
@@ -219,6 +240,9 @@ PYBIND11_MODULE(_core, m) {
         d["bytes"] = s.bytes;
         d["readers"] = s.readers;
         d["queued"] = s.queued;
+        d["ops_seconds"] = s.ops_seconds;
+        d["ops_last_seconds"] = s.ops_last_seconds;
+        d["ops_steps"] = s.ops_steps;
         return d;
       });
 
@@ -260,6 +284,20 @@ PYBIND11_MODULE(_core, m) {
            })
       .def("step_attributes", [](const Reader& r) { return attributes_dict(r.step_attributes()); })
       .def("stream_attributes", [](const Reader& r) { return attributes_dict(r.stream_attributes()); })
+      .def(
+          "step_attributes_with_prefix",
+          // The attributes a writer's pipeline of one variable published ("ops.x."), without
+          // converting the rest: reading a plain variable checks this on every get.
+          [](const Reader& r, const std::string& prefix) {
+            Attributes some;
+            const auto& all = r.step_attributes();
+            for (auto it = all.lower_bound(prefix);
+                 it != all.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+              some.insert(*it);
+            }
+            return attributes_dict(some);
+          },
+          py::arg("prefix"))
       .def(
           "get",
           [](Reader& r, const std::string& name, std::optional<std::vector<std::uint64_t>> start,

@@ -164,7 +164,8 @@ void register_ops(py::module_& m) {
   m.def(
       "ops_apply",
       [](const std::string& key, const py::array& array, const py::list& fns,
-         std::optional<py::dict> published, PipelineState* state, const std::string& variable) {
+         std::optional<py::dict> published, PipelineState* state, const std::string& variable,
+         const std::string& prefix) {
         const Pipeline p = Pipeline::parse(key);
         auto a = py::array::ensure(array, py::array::c_style);
         if (!a) throw InvalidArgument("ops.apply needs a numpy array");
@@ -172,6 +173,7 @@ void register_ops(py::module_& m) {
         if (published) pub = attributes_from_python(*published);
         RunOptions o;
         o.variable = variable;
+        o.attribute_prefix = prefix;
         o.published = published ? &pub : nullptr;
         o.state = state;
         o.python = python_runner(fns);
@@ -186,7 +188,7 @@ void register_ops(py::module_& m) {
                               timings_to_python(r->timings));
       },
       py::arg("key"), py::arg("array"), py::arg("fns"), py::arg("published") = py::none(),
-      py::arg("state") = nullptr, py::arg("variable") = "array");
+      py::arg("state") = nullptr, py::arg("variable") = "array", py::arg("prefix") = "");
 
   m.def(
       "ops_decompress",
@@ -226,6 +228,49 @@ void register_ops(py::module_& m) {
             return output_array(r);
           },
           py::arg("step"), py::arg("variable"), py::arg("key"), py::arg("array"), py::arg("fns"))
+      .def(
+          "apply_details",
+          // A stream reader's pipeline: published running statistics under `prefix`, and
+          // whether the result came from the cache (then its timings are the original run's).
+          [](ResultCache& c, std::uint64_t step, const std::string& variable,
+             const std::string& key, const py::array& array, const py::list& fns,
+             std::optional<py::dict> published, const std::string& prefix) {
+            const Pipeline p = Pipeline::parse(key);
+            const CacheKey ck{step, variable, p.key()};
+            std::shared_ptr<const PipelineResult> r = c.get(ck);
+            const bool hit = r != nullptr;
+            if (!hit) {
+              auto a = py::array::ensure(array, py::array::c_style);
+              if (!a) throw InvalidArgument("cache.apply needs a numpy array");
+              Attributes pub;
+              if (published) pub = attributes_from_python(*published);
+              RunOptions o;
+              o.variable = variable;
+              o.attribute_prefix = prefix;
+              o.published = published ? &pub : nullptr;
+              o.python = python_runner(fns);
+              o.own_output = true;
+              const TensorView in{dtype_of(a.dtype()), shape_of(a), a.data()};
+              {
+                py::gil_scoped_release nogil;
+                r = std::make_shared<const PipelineResult>(p.run(in, o));
+                c.put(ck, r);
+              }
+            }
+            return py::make_tuple(output_array(r), timings_to_python(r->timings), hit);
+          },
+          py::arg("step"), py::arg("variable"), py::arg("key"), py::arg("array"), py::arg("fns"),
+          py::arg("published") = py::none(), py::arg("prefix") = "")
+      .def(
+          "lookup",
+          // A kept result without computing anything: null on a miss (counted as one).
+          [](ResultCache& c, std::uint64_t step, const std::string& variable,
+             const std::string& key) -> py::object {
+            auto r = c.get(CacheKey{step, variable, key});
+            if (!r) return py::none();
+            return output_array(std::move(r));
+          },
+          py::arg("step"), py::arg("variable"), py::arg("key"))
       .def("counters",
            [](const ResultCache& c) {
              const auto n = c.counters();

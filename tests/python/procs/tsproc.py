@@ -216,6 +216,15 @@ def open_attrs(scenario: str) -> dict:
     return {"units": "lj", "version": 3}
 
 
+def fields_step(i: int) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays of step ``i`` of the "fields" scenario."""
+    rng = np.random.default_rng(500 + i)
+    field = rng.normal(i + np.arange(3), 1.0 + i, (16, 12, 3))
+    field[3, 4, 1] = np.nan
+    img = rng.integers(0, 256, (40, 40)).astype(np.uint8)
+    return field, img
+
+
 def build_step(scenario: str, i: int) -> dict:
     """What the writer does in step ``i``: a list of ops, step attributes, and stream
     attributes to set before the step begins."""
@@ -290,6 +299,14 @@ def build_step(scenario: str, i: int) -> dict:
     elif scenario == "large":
         ops.append(("put", "big", np.arange(1_500_000, dtype=np.float64) * 0.5 + i, {}))
         ops.append(("put", "tiles", (np.arange(1 << 20, dtype=np.int32) - i).reshape(1024, 1024), {"shape": (2048, 1024), "start": (1024 * (i % 2), 0)}))
+    elif scenario == "fields":
+        # Pre-processing: a float64 field in two blocks whose channels drift from step to
+        # step (running statistics matter), and an 8-bit image in one block.
+        field, img = fields_step(i)
+        ops.append(("put", "field", field[:7], {"shape": field.shape, "start": (0, 0, 0)}))
+        ops.append(("put", "field", field[7:], {"shape": field.shape, "start": (7, 0, 0)}))
+        ops.append(("put", "img", img, {}))
+        attrs = {"i": i}
     elif scenario == "attrs":
         ops.append(("put", "x", np.full(2, i, dtype=np.int64), {}))
         attrs = _attrs_for(i)[0]
@@ -393,7 +410,9 @@ def run_writer(args: dict, emit: Emit) -> dict:
     args: name, options (ts.open keywords), steps, scenario, pauses ({"k": file}: after
     step k, wait for file; "-1": before the first step), sleep (seconds after each step),
     abort_at (indices: a step is begun and aborted before the real one), abort_file,
-    pause_timeout, duration (seconds: write steps until then instead of ``steps``). Emits OPEN {json}, STEP i, CLOSING, RESULT {json}.
+    pause_timeout, duration (seconds: write steps until then instead of ``steps``), define
+    ([variable, pipeline text, placement] for Writer.define). Emits OPEN {json}, STEP i,
+    CLOSING, RESULT {json}.
     """
     ts = import_twinstream()
     name = args["name"]
@@ -408,6 +427,8 @@ def run_writer(args: dict, emit: Emit) -> dict:
         with ts.open(name, "w", **args.get("options", {})) as w:
             for k, v in open_attrs(scenario).items():
                 w.attrs[k] = v
+            for var, key, placement in args.get("define", []):
+                w.define(var, key, placement)
             emit("OPEN " + json.dumps({"contact": w.contact_path, "address": w.address, "pid": os.getpid()}))
             if -1 in pauses:
                 wait_file(pauses[-1], pause_timeout, abort_file)
