@@ -470,7 +470,8 @@ def _readme_ops_sections() -> str:
     import pathlib
 
     text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
-    return text[text.index("## Pre-processing operators"):text.index("## Performance")]
+    # Whole heading lines: "## Performance" also occurs inside "#### Performance of ...".
+    return text[text.index("\n## Pre-processing operators\n"):text.index("\n## Performance\n")]
 
 
 def test_operator_docs_examples_run_as_written(tmp_path):
