@@ -176,7 +176,11 @@ def test_all_group_member_killed_does_not_stall_the_others(ctx, remote_plane):
 def test_members_join_and_leave_while_streaming(ctx, remote_plane, policy):
     n = 60
     hold = ctx.signal_file("hold")
-    w = ctx.spawn_writer(remote_plane, steps=n, options={"min_readers": 1, "queue_limit": 2}, sleep=0.01)
+    go = ctx.signal_file("go")
+    # The writer waits after step 40 until the third member has joined: it must not end
+    # the stream before that member (slow to start on a loaded machine) is there.
+    w = ctx.spawn_writer(remote_plane, steps=n, options={"min_readers": 1, "queue_limit": 2},
+                         sleep=0.01, pauses={"40": go})
     first = ctx.spawn_reader(options=_group(policy, remote_plane), leave_after=15, hold_at=5, hold_file=hold)
     first.wait_line("HOLD 5", 60)
     # A group that loses its last member is gone (and so are the steps it had): the second
@@ -186,6 +190,8 @@ def test_members_join_and_leave_while_streaming(ctx, remote_plane, policy):
     ctx.fire(hold)
     first.wait_exit(60)
     third = ctx.spawn_reader(options=_group(policy, remote_plane))
+    third.wait_line("JOINED", 60)
+    ctx.fire(go)
     results = [h.result(90) for h in (first, second, third)]
     assert w.result(60)["ok"], w.describe()
     for h, res in zip((first, second, third), results):
