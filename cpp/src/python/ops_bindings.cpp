@@ -11,19 +11,15 @@
 #include "ops/codec.hpp"
 #include "ops/pipeline.hpp"
 #include "ops/simd_target.hpp"
+#include "python/convert.hpp"
 #include "twinstream/errors.hpp"
 
 namespace py = pybind11;
 using namespace twinstream;
 using namespace twinstream::ops;
+using namespace twinstream::pyconv;
 
 namespace {
-
-// Operators take plain numeric arrays; longdouble and complex are refused by the pipeline
-// checks, so the numpy name is enough here.
-DType dtype_of(const py::dtype& dt) {
-  return dtype_from_name(py::str(dt.attr("name")).cast<std::string>());
-}
 
 Dims shape_of(const py::array& a) {
   Dims d;
@@ -42,29 +38,7 @@ py::array array_over(DType dtype, const Dims& shape, const void* data,
   return a;
 }
 
-py::object attribute_to_python(const AttributeValue& v) {
-  return std::visit(
-      [](const auto& x) -> py::object {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, ArrayAttribute>) {
-          std::vector<py::ssize_t> sh(x.shape.begin(), x.shape.end());
-          py::array a(py::dtype(std::string(dtype_name(x.dtype))), sh);
-          std::memcpy(a.mutable_data(), x.bytes.data(), x.bytes.size());
-          return std::move(a);
-        } else {
-          return py::cast(x);
-        }
-      },
-      v);
-}
-
-py::dict attributes_to_python(const Attributes& attrs) {
-  py::dict d;
-  for (const auto& [k, v] : attrs) d[py::str(k)] = attribute_to_python(v);
-  return d;
-}
-
-// Published statistics come back from Python as the dict attributes_to_python made.
+// Published statistics come back from Python as the dict attributes_dict made.
 Attributes attributes_from_python(const py::dict& d) {
   Attributes out;
   for (auto [k, v] : d) {
@@ -184,7 +158,7 @@ void register_ops(py::module_& m) {
           py::gil_scoped_release nogil;
           r = std::make_shared<const PipelineResult>(p.run(in, o));
         }
-        return py::make_tuple(output_array(r), attributes_to_python(r->attributes),
+        return py::make_tuple(output_array(r), attributes_dict(r->attributes),
                               timings_to_python(r->timings));
       },
       py::arg("key"), py::arg("array"), py::arg("fns"), py::arg("published") = py::none(),
