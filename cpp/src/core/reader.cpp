@@ -16,6 +16,14 @@
 #include "twinstream/errors.hpp"
 
 namespace twinstream {
+namespace {
+void add_counters(ReaderStats& into, const ReaderStats& s) {
+  into.steps += s.steps;
+  into.dropped += s.dropped;
+  into.redelivered += s.redelivered;
+  into.bytes += s.bytes;
+}
+}  // namespace
 
 class Reader::Impl {
  public:
@@ -63,6 +71,12 @@ class Reader::Impl {
   void discover();
   StepStatus begin_fan_in(net::Deadline deadline);
   void fail(std::size_t i, const std::string& why);
+  // Waits (bounded by `deadline`, at most a quarter second) for the rendezvous directory
+  // to change: inotify, or a short pause where there is none.
+  void wait_for_directory(net::Deadline deadline);
+  void drain_notify();
+  // A source that is gone: its counters stay in stats().
+  void retire(ReaderSource& s);
 
   std::string dir_;
   transport::PlaneChoice choice_;  // the data-plane option, resolved on this host
@@ -111,16 +125,7 @@ Reader::Impl::Impl(std::string name, ReaderOptions opt)
       break;
     }
     if (net::Clock::now() >= deadline) break;  // the single-writer path reports the timeout
-    const auto recheck = std::min(deadline, net::deadline_after(notify_.valid() ? 0.25 : 0.05));
-    if (notify_.valid()) {
-      if (net::wait_readable(notify_.get(), recheck) == net::IoStatus::Ok) {
-        char events[4096];
-        while (::read(notify_.get(), events, sizeof events) > 0) {
-        }
-      }
-    } else {
-      ::poll(nullptr, 0, net::poll_timeout_ms(recheck));
-    }
+    wait_for_directory(deadline);
   }
   if (opt_.members > 0) fan_in_ = true;
   if (fan_in_) {
@@ -146,17 +151,28 @@ void Reader::Impl::open_fan_in(net::Deadline deadline) {
                          "member=...)) or check dir= (looked for " +
                          member_contact_path(dir_, name_, "*") + ")");
     }
-    const auto recheck = std::min(deadline, net::deadline_after(0.25));
-    if (notify_.valid()) {
-      if (net::wait_readable(notify_.get(), recheck) == net::IoStatus::Ok) {
-        char events[4096];
-        while (::read(notify_.get(), events, sizeof events) > 0) {
-        }
-      }
-    } else {
-      ::poll(nullptr, 0, net::poll_timeout_ms(recheck));
-    }
+    wait_for_directory(deadline);
   }
+}
+
+void Reader::Impl::drain_notify() {
+  char events[4096];
+  while (::read(notify_.get(), events, sizeof events) > 0) {
+  }
+}
+
+void Reader::Impl::wait_for_directory(net::Deadline deadline) {
+  const auto recheck = std::min(deadline, net::deadline_after(notify_.valid() ? 0.25 : 0.05));
+  if (!notify_.valid()) {
+    ::poll(nullptr, 0, net::poll_timeout_ms(recheck));  // bounded pause, then look again
+  } else if (net::wait_readable(notify_.get(), recheck) == net::IoStatus::Ok) {
+    drain_notify();
+  }
+}
+
+void Reader::Impl::retire(ReaderSource& s) {
+  add_counters(retired_, s.stats());
+  if (last_ == &s) last_ = nullptr;
 }
 
 void Reader::Impl::discover() {
@@ -190,12 +206,7 @@ void Reader::Impl::fail(std::size_t i, const std::string& why) {
   log::warn("stream '" + name_ + "': member '" + m.name + "' failed; its substream ends (" + why +
             "); the other members go on");
   m.source->remove_dead_writers_memory(0.5);
-  const auto& s = m.source->stats();
-  retired_.steps += s.steps;
-  retired_.dropped += s.dropped;
-  retired_.redelivered += s.redelivered;
-  retired_.bytes += s.bytes;
-  if (last_ == m.source.get()) last_ = nullptr;
+  retire(*m.source);
   m.source.reset();
 }
 
@@ -235,12 +246,7 @@ StepStatus Reader::Impl::begin_fan_in(net::Deadline deadline) {
       }
       if (st == StepStatus::EndOfStream) {
         m.state = "ended";
-        const auto& s = m.source->stats();
-        retired_.steps += s.steps;
-        retired_.dropped += s.dropped;
-        retired_.redelivered += s.redelivered;
-        retired_.bytes += s.bytes;
-        if (last_ == m.source.get()) last_ = nullptr;
+        retire(*m.source);
         m.source.reset();
         continue;
       }
@@ -268,11 +274,7 @@ StepStatus Reader::Impl::begin_fan_in(net::Deadline deadline) {
     if (notify_.valid()) fds.push_back({notify_.get(), POLLIN, 0});
     const auto wake = std::min(deadline, net::Clock::now() + check_every);
     ::poll(fds.data(), fds.size(), net::poll_timeout_ms(wake));
-    if (notify_.valid()) {
-      char events[4096];
-      while (::read(notify_.get(), events, sizeof events) > 0) {
-      }
-    }
+    if (notify_.valid()) drain_notify();
   }
 }
 
@@ -289,12 +291,7 @@ void Reader::Impl::end_step() {
   in_step_ = nullptr;
   if (failed_in_step_ && failed_in_step_.get() == &s) {
     // Nobody to acknowledge to: the member is gone.
-    const auto& st = s.stats();
-    retired_.steps += st.steps;
-    retired_.dropped += st.dropped;
-    retired_.redelivered += st.redelivered;
-    retired_.bytes += st.bytes;
-    if (last_ == &s) last_ = nullptr;
+    retire(s);
     failed_in_step_.reset();
     return;
   }
@@ -323,10 +320,7 @@ ReaderStats Reader::Impl::stats() const {
   for (const auto& m : members_) {
     if (!m.source) continue;
     const auto& s = m.source->stats();
-    out.steps += s.steps;
-    out.dropped += s.dropped;
-    out.redelivered += s.redelivered;
-    out.bytes += s.bytes;
+    add_counters(out, s);
     if (out.data_plane.empty()) {
       out.data_plane = s.data_plane;
       out.data_plane_detail = s.data_plane_detail;
