@@ -161,6 +161,7 @@ void expect_steps_eq(const StepMeta& a, const StepMeta& b) {
     SCOPED_TRACE("variable " + va.name);
     EXPECT_EQ(va.name, vb.name);
     EXPECT_EQ(va.dtype, vb.dtype);
+    EXPECT_EQ(va.kind, vb.kind);
     EXPECT_EQ(va.shape, vb.shape);
     ASSERT_EQ(va.blocks.size(), vb.blocks.size());
     for (std::size_t j = 0; j < va.blocks.size(); ++j) expect_blocks_eq(va.blocks[j], vb.blocks[j]);
@@ -272,6 +273,19 @@ StepMeta rich_step() {
   }
   m.variables.push_back(VariableMeta{"no_blocks", DType::Bool, {3}, {}});
   {
+    VariableMeta v{"atoms", DType::Float32, {5, 3}, {}, ArrayKind::Joined};
+    v.blocks.push_back(block({0, 0}, {2, 3}, 1, 0, v.dtype));
+    v.blocks.push_back(block({2, 0}, {0, 3}, 1, 64, v.dtype));  // a rank with no atoms
+    v.blocks.push_back(block({2, 0}, {3, 3}, 1, 64, v.dtype));
+    m.variables.push_back(v);
+  }
+  {
+    VariableMeta v{"patches", DType::Int16, {4, 7}, {}, ArrayKind::Local};
+    v.blocks.push_back(block({0, 0}, {4, 2}, 1, 128, v.dtype));
+    v.blocks.push_back(block({0, 0}, {1, 7}, 1, 256, v.dtype));
+    m.variables.push_back(v);
+  }
+  {
     VariableMeta v{"rank32", DType::Int8, Dims(kMaxRank, 1), {}};
     v.blocks.push_back(block(Dims(kMaxRank, 0), Dims(kMaxRank, 1), 1, 4095, v.dtype));
     m.variables.push_back(v);
@@ -348,6 +362,7 @@ Welcome sample_welcome() {
   w.writer_key = 0xdeadbeefcafef00dull;
   w.writer_pid = 77;
   w.group = "g-autogen-1";
+  w.first_step = 41;
   return w;
 }
 
@@ -402,6 +417,7 @@ struct RawBlock {
 struct RawVar {
   std::string name = "v";
   std::uint8_t dtype = static_cast<std::uint8_t>(DType::Float64);
+  std::uint8_t kind = 0;  // ArrayKind
   Dims shape{10};
   std::vector<RawBlock> blocks{{{0}, {10}, 0, 0}};
   std::optional<std::uint32_t> nblocks;  // overrides the block count field
@@ -438,6 +454,7 @@ struct RawStep {
     for (const auto& v : variables) {
       e.str(v.name);
       e.u8(v.dtype);
+      e.u8(v.kind);
       e.dims(v.shape);
       e.u32(v.nblocks.value_or(static_cast<std::uint32_t>(v.blocks.size())));
       for (const auto& b : v.blocks) {
@@ -741,6 +758,7 @@ TEST(WireRoundTrip, Welcome) {
   EXPECT_EQ(got.writer_key, w.writer_key);
   EXPECT_EQ(got.writer_pid, w.writer_pid);
   EXPECT_EQ(got.group, w.group);
+  EXPECT_EQ(got.first_step, 41u);
 
   const auto empty = decode_welcome(payload_of(encode(Welcome{}), MsgType::Welcome));
   EXPECT_EQ(empty.reader_id, 0u);
@@ -1083,6 +1101,24 @@ TEST(WireRejectStep, TrailingGarbage) {
   RawStep s;
   s.trailing = Bytes(1);
   expect_step_rejected(s.payload());
+}
+
+TEST(WireRejectStep, BadArrayKind) {
+  for (std::uint8_t kind : {3, 4, 255}) {
+    RawStep s;
+    s.variables[0].kind = kind;
+    expect_step_rejected(s.payload());
+  }
+  for (std::uint8_t kind : {0, 1, 2}) {  // global, joined, local
+    RawStep s;
+    s.variables[0].kind = kind;
+    EXPECT_EQ(static_cast<std::uint8_t>(decode_step(s.payload()).variables[0].kind), kind);
+  }
+  RawStep rank0;  // a joined array stacks along axis 0: it needs one
+  rank0.variables[0].kind = 1;
+  rank0.variables[0].shape = {};
+  rank0.variables[0].blocks = {{{}, {}, 0, 0}};
+  expect_step_rejected(rank0.payload());
 }
 
 TEST(WireRejectStep, BadVariableDtype) {

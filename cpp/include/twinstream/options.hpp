@@ -51,6 +51,9 @@ struct WriterOptions {
   std::uint32_t history = 0;    // last steps kept for a newcomer
   bool keep_first = false;      // keep step 0 for every newcomer
   std::string member;           // ensemble member name: publish into a fan-in stream
+  std::uint32_t rank = 0;       // this process's rank in a writer job of `ranks`
+  std::uint32_t ranks = 1;      // processes that write the stream together (N x M)
+  std::string job;              // identifier shared by the job's ranks
 };
 
 struct ReaderOptions {

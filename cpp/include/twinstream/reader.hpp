@@ -18,18 +18,20 @@ namespace twinstream {
 
 enum class StepStatus { Ok, NotReady, EndOfStream };
 
-/// One block of a global array as the writer put it.
+/// One block of a variable as a writer rank put it.
 struct BlockInfo {
-  Dims start;
-  Dims count;
+  Dims start;  ///< where it lies in the array readers see (zeros for a local block)
+  Dims count;  ///< its shape
+  std::uint32_t owner = 0;  ///< the writer rank that put it
 };
 
 /// A variable of the current step.
 struct VariableInfo {
   std::string name;
   DType dtype = DType::Float64;
-  Dims shape;  ///< global shape
+  Dims shape;  ///< global shape (joined: summed over every rank; local: the blocks' maximum)
   std::vector<BlockInfo> blocks;
+  ArrayKind kind = ArrayKind::Global;
 };
 
 /// Read-only bytes of a variable (or box of it). `owner` keeps the memory mapped; the
@@ -100,6 +102,9 @@ class Reader {
   ConstView get(std::string_view name, const Box& sel);
   /// Copies the box into `dst` (`dst_bytes` must equal the box size).
   void get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes);
+  /// Block `index` of the variable's blocks (as variables() lists them), whole: how local
+  /// arrays are read, and any block of the others.
+  ConstView get_block(std::string_view name, std::size_t index);
 
   /// Releases the step's buffers and acknowledges it to the writer.
   void end_step();
@@ -110,6 +115,13 @@ class Reader {
   ReaderStats stats() const;
   /// Fan-in streams: every ensemble member seen so far (one unnamed entry otherwise).
   std::vector<SourceInfo> sources() const;
+
+  /// Collective open of a reader job (twinstream/mpi.hpp does this): each rank reports the
+  /// oldest step the writer will offer it, the job agrees on the latest of them, and each
+  /// rank starts there, so no rank sees a step another misses. Not for fan-in streams.
+  std::uint64_t first_step() const;
+  /// Steps with a lower index are acknowledged unread.
+  void start_at(std::uint64_t index);
 
   class Impl;
 

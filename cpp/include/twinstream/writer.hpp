@@ -34,6 +34,11 @@ enum class Placement : std::uint8_t {
   Reader,  ///< in each reader after transfer; the pipeline travels as a step attribute
 };
 
+/// A writer job (N x M): every rank opens a Writer with options rank/ranks/job (the
+/// collective form in twinstream/mpi.hpp sets them from an MPI_Comm) and puts its own
+/// blocks; every rank calls begin_step/end_step the same number of times. Readers see one
+/// stream whose steps hold all ranks' blocks, and pull each box only from the ranks whose
+/// blocks overlap it. Without those options a writer is one rank, as before.
 class Writer {
  public:
   /// Opens `name` for writing: binds the control port, writes the contact file
@@ -55,6 +60,15 @@ class Writer {
            const Dims& count, const void* data);
   /// Whole-array form: start = 0, count = shape.
   void put(std::string_view name, DType dtype, const Dims& shape, const void* data);
+
+  /// Joined array: a block `count` long on axis 0 (the other axes the same for every
+  /// block). Readers see one array whose blocks are stacked along axis 0, rank by rank and
+  /// in put order, its length the sum of theirs: atoms or particles per rank. A block may
+  /// have length 0 (a rank with no atoms this step).
+  void put_joined(std::string_view name, DType dtype, const Dims& count, const void* data);
+  /// Local array: an independent block of any shape (rank fixed per variable); a rank may
+  /// put several per step. Readers list them (Reader::blocks) and read any one by index.
+  void put_local(std::string_view name, DType dtype, const Dims& count, const void* data);
 
   /// Returns writable memory inside transport memory for a block; fill it before
   /// end_step. Nothing is copied. The span stays valid until end_step.

@@ -47,6 +47,10 @@ std::string member_contact_path(const std::string& dir, const std::string& name,
   return dir + "/" + name + "@" + member + ".twin";
 }
 
+std::string rank_contact_path(const std::string& rank0_path, std::uint32_t rank) {
+  return rank == 0 ? rank0_path : rank0_path + ".rank" + std::to_string(rank);
+}
+
 std::vector<std::string> list_members(const std::string& dir, const std::string& name) {
   std::vector<std::string> out;
   DIR* d = ::opendir(dir.c_str());
@@ -118,6 +122,11 @@ void write_contact(const std::string& path, const Contact& c) {
        << "pid " << c.pid << "\n"
        << "host_id " << c.host_id << "\n"
        << "shm_prefix " << c.shm_prefix << "\n";
+  if (c.ranks > 1) {
+    body << "rank " << c.rank << "\n"
+         << "ranks " << c.ranks << "\n"
+         << "job " << c.job << "\n";
+  }
   const std::string text = body.str();
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -169,9 +178,16 @@ std::optional<Contact> read_contact(const std::string& path, std::string* why) {
       c.host_id = value;
     } else if (key == "shm_prefix") {
       c.shm_prefix = value;
+    } else if (key == "rank") {
+      c.rank = static_cast<std::uint32_t>(std::strtoul(value.c_str(), nullptr, 10));
+    } else if (key == "ranks") {
+      c.ranks = static_cast<std::uint32_t>(std::strtoul(value.c_str(), nullptr, 10));
+    } else if (key == "job") {
+      c.job = value;
     }
   }
-  if (!have_header || !have_token || c.host.empty() || c.port == 0) {
+  if (!have_header || !have_token || c.host.empty() || c.port == 0 || c.ranks == 0 ||
+      c.rank >= c.ranks) {
     if (why) *why = "contact file " + path + " is incomplete or garbled";
     return std::nullopt;
   }

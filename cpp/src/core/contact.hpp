@@ -17,6 +17,11 @@ struct Contact {
   std::uint32_t pid = 0;
   std::string host_id;
   std::string shm_prefix;
+  // A writer job of several processes: each rank has its own contact file (rank_contact_path),
+  // all with the same `job`. Readers open rank 0's and find the others from `ranks`.
+  std::uint32_t rank = 0;
+  std::uint32_t ranks = 1;
+  std::string job;
 };
 
 /// Throws InvalidArgument unless `name` is usable as a file name ([A-Za-z0-9._-], 1-200).
@@ -27,6 +32,9 @@ std::string contact_path(const std::string& dir, const std::string& name);
 /// Fan-in streams: each ensemble member's writer has `<dir>/<name>@<member>.twin`.
 std::string member_contact_path(const std::string& dir, const std::string& name,
                                 const std::string& member);
+/// Rank k > 0 of a writer job publishes `<rank 0's contact path>.rank<k>` (the suffix
+/// keeps it out of every stream's and member's name space).
+std::string rank_contact_path(const std::string& rank0_path, std::uint32_t rank);
 /// Members of stream `name` with a contact file in `dir`, sorted.
 std::vector<std::string> list_members(const std::string& dir, const std::string& name);
 

@@ -87,6 +87,7 @@ std::vector<std::byte> encode(const Welcome& m) {
   e.u64(m.writer_key);
   e.u32(m.writer_pid);
   e.str(m.group);
+  e.u64(m.first_step);
   if (!m.plane_detail.empty()) {
     e.str(m.plane_detail);
     e.u32(static_cast<std::uint32_t>(m.plane_addresses.size()));
@@ -104,6 +105,7 @@ Welcome decode_welcome(std::span<const std::byte> p) {
   m.writer_key = d.u64();
   m.writer_pid = d.u32();
   m.group = d.str(256);
+  m.first_step = d.u64();
   if (d.remaining() > 0) {
     m.plane_detail = d.str(4096);
     if (m.plane_detail.empty()) throw ProtocolError("empty trailing plane detail in welcome");
@@ -145,6 +147,7 @@ std::vector<std::byte> encode(const StepMeta& m) {
   for (const auto& v : m.variables) {
     e.str(v.name);
     e.u8(static_cast<std::uint8_t>(v.dtype));
+    e.u8(static_cast<std::uint8_t>(v.kind));
     e.dims(v.shape);
     e.u32(static_cast<std::uint32_t>(v.blocks.size()));
     for (const auto& b : v.blocks) {
@@ -195,7 +198,15 @@ StepMeta decode_step(std::span<const std::byte> p) {
     const auto dt = d.u8();
     if (!dtype_valid(dt)) throw ProtocolError("variable '" + v.name + "' has a bad dtype");
     v.dtype = static_cast<DType>(dt);
+    const auto kind = d.u8();
+    if (kind > static_cast<std::uint8_t>(ArrayKind::Local)) {
+      throw ProtocolError("variable '" + v.name + "' has an unknown array kind");
+    }
+    v.kind = static_cast<ArrayKind>(kind);
     v.shape = d.dims();
+    if (v.kind == ArrayKind::Joined && v.shape.empty()) {
+      throw ProtocolError("joined variable '" + v.name + "' has rank 0");
+    }
     const auto elem = dtype_size(v.dtype);
     const auto nblk = d.count();
     for (std::size_t j = 0; j < nblk; ++j) {

@@ -50,6 +50,8 @@ struct Welcome {
   std::uint64_t writer_key = 0;  // identifies the writer inside one process (inproc)
   std::uint32_t writer_pid = 0;
   std::string group;             // the group joined (a generated name if none was asked)
+  std::uint64_t first_step = 0;  // the oldest step this reader will be offered (a reader
+                                 // job's ranks start together at the latest of theirs)
   // Trailing, for the RMA planes: text the plane reads (fabric: "provider=tcp;fabric=..."),
   // and the address of each writer endpoint a RemoteSegment can name (fabric: fi_getname
   // bytes). One endpoint today; a multi-rank writer lists one per rank.
@@ -83,6 +85,8 @@ struct VariableMeta {
   DType dtype = DType::Float64;
   Dims shape;
   std::vector<BlockMeta> blocks;
+  ArrayKind kind = ArrayKind::Global;  // Joined: shape[0] sums this writer's blocks;
+                                       // Local: shape is the blocks' elementwise maximum
 };
 struct SegmentInfo {
   std::uint32_t id = 0;

@@ -57,8 +57,8 @@ std::string one_of(std::string_view key, const std::string& v,
   throw InvalidArgument("option " + std::string(key) + "='" + v + "' must be one of: " + list);
 }
 
-const std::array<OptionRow<WriterOptions>, 14>& writer_rows() {
-  static const std::array<OptionRow<WriterOptions>, 14> rows{{
+const std::array<OptionRow<WriterOptions>, 17>& writer_rows() {
+  static const std::array<OptionRow<WriterOptions>, 17> rows{{
       {{"queue_limit", "2", "int",
         "Most unacknowledged steps the writer keeps (at least 1; never unbounded)."},
        [](WriterOptions& o, const std::string& v) {
@@ -135,6 +135,29 @@ const std::array<OptionRow<WriterOptions>, 14>& writer_rows() {
                                  "starting with '.')");
          }
          o.member = v;
+       }},
+      {{"rank", "0", "int",
+        "This process's rank in a writer job of `ranks` processes (ts.open(..., comm=...) "
+        "sets it from the communicator)."},
+       [](WriterOptions& o, const std::string& v) {
+         o.rank = static_cast<std::uint32_t>(parse_uint("rank", v, 1u << 20));
+       }},
+      {{"ranks", "1", "int",
+        "Processes in the writer job; each puts its own blocks, readers see one stream "
+        "(ts.open(..., comm=...) sets it)."},
+       [](WriterOptions& o, const std::string& v) {
+         o.ranks = static_cast<std::uint32_t>(parse_uint("ranks", v, 1u << 20));
+         if (o.ranks == 0) throw InvalidArgument("option ranks must be at least 1");
+       }},
+      {{"job", "", "str",
+        "Identifier shared by the ranks of one writer job (set by ts.open(..., comm=...)); "
+        "readers check that every rank's contact file carries the same one."},
+       [](WriterOptions& o, const std::string& v) {
+         if (v.size() > 64 || v.find_first_of(" \t\n") != std::string::npos) {
+           throw InvalidArgument("option job='" + v + "' must be at most 64 characters "
+                                 "without spaces");
+         }
+         o.job = v;
        }},
   }};
   return rows;

@@ -11,7 +11,7 @@
 
 #include "core/contact.hpp"
 #include "core/log.hpp"
-#include "core/reader_source.hpp"
+#include "core/writer_job.hpp"
 #include "transport/registry.hpp"
 #include "twinstream/errors.hpp"
 
@@ -31,7 +31,7 @@ class Reader::Impl {
   ~Impl() { close(); }
 
   StepStatus begin_step(double timeout);
-  ReaderSource& current(const std::string& what);
+  WriterJob& current(const std::string& what);
   // Runs a read of the current step; in a fan-in stream a member that fails mid-step is
   // marked failed (the others go on) before the error reaches the caller.
   template <typename F>
@@ -56,7 +56,9 @@ class Reader::Impl {
                             "go on: catch this error and continue with the next step)");
     }
   }
-  const ReaderSource* last() const { return last_; }
+  const WriterJob* last() const { return last_; }
+  std::uint64_t first_step() const;
+  void start_at(std::uint64_t index) { floor_ = index; }
   void end_step();
   void close();
   ReaderStats stats() const;
@@ -76,7 +78,7 @@ class Reader::Impl {
   void wait_for_directory(net::Deadline deadline);
   void drain_notify();
   // A source that is gone: its counters stay in stats().
-  void retire(ReaderSource& s);
+  void retire(WriterJob& s);
 
   std::string dir_;
   transport::PlaneChoice choice_;  // the data-plane option, resolved on this host
@@ -84,16 +86,17 @@ class Reader::Impl {
   bool fan_in_ = false;
   struct Member {
     std::string name;
-    std::unique_ptr<ReaderSource> source;  // null once ended or failed
+    std::unique_ptr<WriterJob> source;  // null once ended or failed
     std::string state = "live";            // live, ended, failed
     std::string error;
     std::uint64_t steps = 0;
   };
   std::vector<Member> members_;
   std::size_t next_ = 0;  // fair merge: where the next scan starts
-  ReaderSource* in_step_ = nullptr;
-  std::unique_ptr<ReaderSource> failed_in_step_;  // a member that failed during its step
-  ReaderSource* last_ = nullptr;
+  WriterJob* in_step_ = nullptr;
+  std::unique_ptr<WriterJob> failed_in_step_;  // a member that failed during its step
+  WriterJob* last_ = nullptr;
+  std::uint64_t floor_ = 0;  // start_at: lower steps are acknowledged unread
   ReaderStats retired_;  // counters of sources that are gone
   net::Fd notify_;
   bool closed_ = false;
@@ -135,7 +138,7 @@ Reader::Impl::Impl(std::string name, ReaderOptions opt)
   notify_.reset();
   Member m;
   m.source =
-      std::make_unique<ReaderSource>(name_, "", plain, opt_, choice_, buffers_, deadline, true);
+      std::make_unique<WriterJob>(name_, "", plain, opt_, choice_, buffers_, deadline, true);
   members_.push_back(std::move(m));
 }
 
@@ -170,7 +173,7 @@ void Reader::Impl::wait_for_directory(net::Deadline deadline) {
   }
 }
 
-void Reader::Impl::retire(ReaderSource& s) {
+void Reader::Impl::retire(WriterJob& s) {
   add_counters(retired_, s.stats());
   if (last_ == &s) last_ = nullptr;
 }
@@ -184,9 +187,9 @@ void Reader::Impl::discover() {
     Member m;
     m.name = name;
     try {
-      m.source = std::make_unique<ReaderSource>(name_, name, member_contact_path(dir_, name_, name),
-                                                opt_, choice_, buffers_, net::deadline_after(5.0),
-                                                false);
+      m.source = std::make_unique<WriterJob>(name_, name, member_contact_path(dir_, name_, name),
+                                             opt_, choice_, buffers_, net::deadline_after(5.0),
+                                             false);
     } catch (const InvalidArgument&) {
       throw;  // refused (a bad option): the same for every member
     } catch (const Error& e) {
@@ -218,9 +221,15 @@ StepStatus Reader::Impl::begin_step(double timeout) {
   const auto deadline = net::deadline_after(timeout);
   if (!fan_in_) {
     auto& s = *members_.front().source;
-    const auto st = s.begin_step(deadline);
-    if (st == StepStatus::Ok) in_step_ = last_ = &s;
-    return st;
+    while (true) {
+      const auto st = s.begin_step(deadline);
+      if (st == StepStatus::Ok && s.index() < floor_) {
+        s.end_step();  // before the step this reader job agreed to start at
+        continue;
+      }
+      if (st == StepStatus::Ok) in_step_ = last_ = &s;
+      return st;
+    }
   }
   return begin_fan_in(deadline);
 }
@@ -269,7 +278,8 @@ StepStatus Reader::Impl::begin_fan_in(net::Deadline deadline) {
     // and then regardless, so that a silent member is noticed (heartbeat_timeout).
     std::vector<pollfd> fds;
     for (const auto& m : members_) {
-      if (m.source) fds.push_back({m.source->fd(), POLLIN, 0});
+      if (!m.source) continue;
+      for (int fd : m.source->fds()) fds.push_back({fd, POLLIN, 0});
     }
     if (notify_.valid()) fds.push_back({notify_.get(), POLLIN, 0});
     const auto wake = std::min(deadline, net::Clock::now() + check_every);
@@ -278,7 +288,7 @@ StepStatus Reader::Impl::begin_fan_in(net::Deadline deadline) {
   }
 }
 
-ReaderSource& Reader::Impl::current(const std::string& what) {
+WriterJob& Reader::Impl::current(const std::string& what) {
   if (!in_step_) {
     throw InvalidArgument("stream '" + name_ + "': " + what +
                           " outside a step; call begin_step first");
@@ -315,6 +325,15 @@ void Reader::Impl::close() {
   }
 }
 
+std::uint64_t Reader::Impl::first_step() const {
+  if (fan_in_) {
+    throw InvalidArgument("stream '" + name_ + "': a fan-in stream's members number their steps "
+                          "each on its own; a reader job cannot agree on a first step");
+  }
+  const auto& s = members_.front().source;
+  return s ? s->first_step() : 0;
+}
+
 ReaderStats Reader::Impl::stats() const {
   ReaderStats out = retired_;
   for (const auto& m : members_) {
@@ -342,7 +361,7 @@ std::vector<SourceInfo> Reader::Impl::sources() const {
 }
 
 namespace {
-const wire::StepMeta kNoStep{};
+const std::string kNoSource;
 const std::vector<VariableInfo> kNoVariables;
 const Attributes kNoAttributes;
 }  // namespace
@@ -356,17 +375,15 @@ StepStatus Reader::begin_step(std::chrono::duration<double> timeout) {
   return impl_->begin_step(timeout.count());
 }
 StepStatus Reader::begin_step() { return impl_->begin_step(impl_->opt_.timeout); }
-std::uint64_t Reader::step_index() const {
-  return impl_->last() ? impl_->last()->step().index : 0;
-}
+std::uint64_t Reader::step_index() const { return impl_->last() ? impl_->last()->index() : 0; }
 bool Reader::step_redelivered() const {
-  return impl_->last() && (impl_->last()->step().flags & wire::kRedelivered) != 0;
+  return impl_->last() && (impl_->last()->flags() & wire::kRedelivered) != 0;
 }
 bool Reader::step_is_batch() const {
-  return impl_->last() && (impl_->last()->step().flags & wire::kBatch) != 0;
+  return impl_->last() && (impl_->last()->flags() & wire::kBatch) != 0;
 }
 const std::string& Reader::step_source() const {
-  return (impl_->last() ? impl_->last()->step() : kNoStep).source;
+  return impl_->last() ? impl_->last()->source() : kNoSource;
 }
 const std::vector<VariableInfo>& Reader::variables() const {
   return impl_->last() ? impl_->last()->variables() : kNoVariables;
@@ -387,14 +404,19 @@ namespace {
 std::string get_of(std::string_view name) { return "get('" + std::string(name) + "')"; }
 }  // namespace
 ConstView Reader::get(std::string_view name) {
-  return impl_->read(get_of(name), [&](ReaderSource& s) { return s.get(name, nullptr); });
+  return impl_->read(get_of(name), [&](WriterJob& s) { return s.get(name, nullptr); });
 }
 ConstView Reader::get(std::string_view name, const Box& sel) {
-  return impl_->read(get_of(name), [&](ReaderSource& s) { return s.get(name, &sel); });
+  return impl_->read(get_of(name), [&](WriterJob& s) { return s.get(name, &sel); });
 }
 void Reader::get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes) {
-  impl_->read(get_of(name), [&](ReaderSource& s) { s.get_into(name, sel, dst, dst_bytes); });
+  impl_->read(get_of(name), [&](WriterJob& s) { s.get_into(name, sel, dst, dst_bytes); });
 }
+ConstView Reader::get_block(std::string_view name, std::size_t index) {
+  return impl_->read(get_of(name), [&](WriterJob& s) { return s.get_block(name, index); });
+}
+std::uint64_t Reader::first_step() const { return impl_->first_step(); }
+void Reader::start_at(std::uint64_t index) { impl_->start_at(index); }
 void Reader::end_step() { impl_->end_step(); }
 void Reader::close() { impl_->close(); }
 const std::string& Reader::name() const { return impl_->name_; }

@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/box_copy.hpp"
 #include "core/log.hpp"
 #include "transport/registry.hpp"
 #include "transport/shm/shared_memory.hpp"
@@ -17,11 +16,13 @@
 
 namespace twinstream {
 
-ReaderSource::ReaderSource(std::string stream, std::string member, std::string path,
+ReaderSource::ReaderSource(std::string stream, std::string member, std::uint32_t rank,
+                           std::string path,
                            const ReaderOptions& opt, transport::PlaneChoice choice,
                            std::shared_ptr<BufferPool> buffers, net::Deadline deadline, bool wait)
     : name_(std::move(stream)),
       member_(std::move(member)),
+      rank_(rank),
       path_(std::move(path)),
       opt_(opt),
       choice_(std::move(choice)),
@@ -30,7 +31,8 @@ ReaderSource::ReaderSource(std::string stream, std::string member, std::string p
 }
 
 std::string ReaderSource::who() const {
-  return "stream '" + name_ + "'" + (member_.empty() ? "" : " member '" + member_ + "'");
+  return "stream '" + name_ + "'" + (member_.empty() ? "" : " member '" + member_ + "'") +
+         (rank_ > 0 || contact_.ranks > 1 ? " writer rank " + std::to_string(rank_) : "");
 }
 
 void ReaderSource::connect(net::Deadline deadline, bool wait) {
@@ -244,12 +246,6 @@ StepStatus ReaderSource::begin_step(net::Deadline deadline) {
     if (step_.stream_attributes) stream_attrs_ = std::move(*step_.stream_attributes);
     step_.stream_attributes.reset();
     step_attrs_ = step_.attributes;
-    vars_.clear();
-    for (const auto& v : step_.variables) {
-      VariableInfo info{v.name, v.dtype, v.shape, {}};
-      for (const auto& b : v.blocks) info.blocks.push_back({b.start, b.count});
-      vars_.push_back(std::move(info));
-    }
     stats_.dropped = step_.dropped;
     stats_.steps++;
     if (step_.flags & wire::kRedelivered) stats_.redelivered++;
@@ -258,93 +254,15 @@ StepStatus ReaderSource::begin_step(net::Deadline deadline) {
   }
 }
 
-const wire::VariableMeta& ReaderSource::variable(std::string_view name) const {
-  if (!in_step_) {
-    throw InvalidArgument(who() + ": get('" + std::string(name) +
-                          "') outside a step; call begin_step first");
-  }
-  std::string names;
-  for (const auto& v : step_.variables) {
-    if (v.name == name) return v;
-    names += (names.empty() ? "" : ", ") + v.name;
-  }
-  throw InvalidArgument(who() + " step " + std::to_string(step_.index) +
-                        " has no variable '" + std::string(name) + "'; it has: " +
-                        (names.empty() ? "none" : names));
+std::shared_ptr<const std::byte> ReaderSource::view(std::uint32_t segment,
+                                                    std::uint64_t offset, std::uint64_t length) {
+  if (!in_step_) throw InvalidArgument(who() + ": read outside a step");
+  return plane_->view(segment, offset, length);
 }
 
-Box ReaderSource::checked_box(const wire::VariableMeta& v, const Box* sel) const {
-  if (!sel) return Box{Dims(v.shape.size(), 0), v.shape};
-  if (sel->start.size() != v.shape.size() || sel->count.size() != v.shape.size()) {
-    throw InvalidArgument(who() + " variable '" + v.name + "': selection rank " +
-                          std::to_string(sel->start.size()) + " does not match shape " +
-                          dims_to_string(v.shape));
-  }
-  for (std::size_t d = 0; d < v.shape.size(); ++d) {
-    if (sel->start[d] > v.shape[d] || sel->count[d] > v.shape[d] - sel->start[d]) {
-      throw InvalidArgument(who() + " variable '" + v.name + "': selection start " +
-                            dims_to_string(sel->start) + " count " + dims_to_string(sel->count) +
-                            " lies outside shape " + dims_to_string(v.shape));
-    }
-  }
-  return *sel;
-}
-
-ConstView ReaderSource::get(std::string_view name, const Box* sel) {
-  const auto& v = variable(name);
-  const Box box = checked_box(v, sel);
-  const std::size_t elem = dtype_size(v.dtype);
-  const std::uint64_t nbytes = element_count(box.count) * elem;
-  ConstView out;
-  out.dtype = v.dtype;
-  out.shape = box.count;
-  out.size = nbytes;
-  // Zero copy when one block is exactly the selection and the plane can map it.
-  if (v.blocks.size() == 1 && v.blocks[0].start == box.start && v.blocks[0].count == box.count) {
-    const auto& b = v.blocks[0];
-    if (auto p = plane_->view(b.segment, b.offset, b.nbytes)) {
-      out.data = p.get();
-      out.owner = std::move(p);
-      stats_.bytes += nbytes;
-      return out;
-    }
-  }
-  // Otherwise into a pooled buffer the view owns.
-  auto buf = buffers_->acquire(nbytes);
-  get_into(name, box, buf.get(), nbytes);
-  out.data = buf.get();
-  out.owner = std::move(buf);
-  return out;
-}
-
-void ReaderSource::get_into(std::string_view name, const Box& sel, void* dst,
-                            std::size_t dst_bytes) {
-  const auto& v = variable(name);
-  const Box box = checked_box(v, &sel);
-  const std::size_t elem = dtype_size(v.dtype);
-  const std::uint64_t nbytes = element_count(box.count) * elem;
-  if (dst_bytes != nbytes) {
-    throw InvalidArgument(who() + " variable '" + v.name + "': destination has " +
-                          std::to_string(dst_bytes) + " bytes, the selection " +
-                          dims_to_string(box.count) + " of " + std::string(dtype_name(v.dtype)) +
-                          " needs " + std::to_string(nbytes));
-  }
-  auto* out = static_cast<std::byte*>(dst);
-  std::vector<transport::Copy> copies;
-  std::uint64_t covered = 0;
-  for (const auto& b : v.blocks) {
-    const auto ov = intersect(Box{b.start, b.count}, box);
-    if (ov.empty) continue;
-    covered += element_count(ov.box.count);
-    for_each_run(Box{b.start, b.count}, box, ov.box, elem,
-                 [&](std::uint64_t src, std::uint64_t doff, std::uint64_t len) {
-                   copies.push_back({b.segment, b.offset + src, out + doff, len});
-                 });
-  }
-  // Parts of the global array no block covers read as zeros.
-  if (covered < element_count(box.count)) std::memset(out, 0, nbytes);
-  plane_->read(step_.index, copies);
-  stats_.bytes += nbytes;
+void ReaderSource::pull(std::span<const transport::Copy> copies) {
+  if (!in_step_) throw InvalidArgument(who() + ": read outside a step");
+  if (!copies.empty()) plane_->read(step_.index, copies);
 }
 
 void ReaderSource::end_step() {

@@ -1,6 +1,7 @@
 #pragma once
-// One writer as a reader sees it: the control connection, the data plane, the step being
-// read. A Reader has one source, or one per ensemble member of a fan-in stream.
+// One writer process as a reader sees it: the control connection, the data plane, the step
+// being read. A writer job (core/writer_job.hpp) has one source per rank; it plans reads
+// and asks each source to pull its part.
 // Used by one thread (the reader's); every wait bounded.
 #include <memory>
 #include <optional>
@@ -22,7 +23,7 @@ class ReaderSource {
   /// file is a ConnectionError at once (a fan-in member that already ended or died).
   /// `choice`: the reader's data-plane option, resolved on this host beforehand
   /// (transport::resolve_reader_plane).
-  ReaderSource(std::string stream, std::string member, std::string path,
+  ReaderSource(std::string stream, std::string member, std::uint32_t rank, std::string path,
                const ReaderOptions& opt, transport::PlaneChoice choice,
                std::shared_ptr<BufferPool> buffers, net::Deadline deadline, bool wait);
   ~ReaderSource() { close(); }
@@ -30,8 +31,11 @@ class ReaderSource {
   /// Ok, NotReady at the deadline, or EndOfStream. Throws ConnectionError when the writer
   /// died, hung or hung up.
   StepStatus begin_step(net::Deadline deadline);
-  ConstView get(std::string_view name, const Box* sel);
-  void get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes);
+  /// Zero-copy access to bytes of the held step (nullptr where the plane must copy).
+  std::shared_ptr<const std::byte> view(std::uint32_t segment, std::uint64_t offset,
+                                        std::uint64_t length);
+  /// Copies pieces of the held step to their destinations.
+  void pull(std::span<const transport::Copy> copies);
   void end_step();
   void close();
 
@@ -48,27 +52,28 @@ class ReaderSource {
   void remove_dead_writers_memory(double grace) const;
 
   const std::string& member() const { return member_; }
+  std::uint32_t rank() const { return rank_; }
+  const Contact& contact() const { return contact_; }
+  /// The oldest step the writer will offer this reader.
+  std::uint64_t first_step() const { return welcome_.first_step; }
   const wire::StepMeta& step() const { return step_; }
-  const std::vector<VariableInfo>& variables() const { return vars_; }
   const Attributes& step_attributes() const { return step_attrs_; }
   const Attributes& stream_attributes() const { return stream_attrs_; }
   const ReaderStats& stats() const { return stats_; }
 
  private:
   void connect(net::Deadline deadline, bool wait);
-  const wire::VariableMeta& variable(std::string_view name) const;
-  Box checked_box(const wire::VariableMeta& v, const Box* sel) const;
   [[noreturn]] void writer_lost(const std::string& what) const;
   std::optional<net::Frame> next_frame(net::Deadline deadline, net::Clock::duration silence);
-  std::string who() const;  // "stream 'md'" or "stream 'md' member 'run-07'"
+  std::string who() const;  // "stream 'md'", "stream 'md' member 'run-07'", "... rank 2"
 
   const std::string name_;
   const std::string member_;
+  const std::uint32_t rank_;
   const std::string path_;
   const ReaderOptions& opt_;
   const transport::PlaneChoice choice_;
   std::shared_ptr<BufferPool> buffers_;
-  std::vector<VariableInfo> vars_;
   Attributes step_attrs_;
   Attributes stream_attrs_;
   wire::StepMeta step_;

@@ -17,6 +17,15 @@ std::uint64_t element_count(const Dims& shape) {
   return n;
 }
 
+std::string_view kind_name(ArrayKind kind) {
+  switch (kind) {
+    case ArrayKind::Global: return "global";
+    case ArrayKind::Joined: return "joined";
+    case ArrayKind::Local: return "local";
+  }
+  return "?";
+}
+
 Overlap intersect(const Box& a, const Box& b) {
   Overlap out;
   const auto rank = a.start.size();

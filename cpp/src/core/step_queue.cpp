@@ -205,6 +205,13 @@ std::vector<std::unique_ptr<Slot>> StepQueue::clear() {
   return slots;
 }
 
+std::optional<std::uint64_t> StepQueue::oldest_pending(ReaderId reader) const {
+  for (const auto& s : steps_) {
+    if (s.pending.count(reader)) return s.index;
+  }
+  return std::nullopt;
+}
+
 bool StepQueue::owes(ReaderId reader, GroupId group) const {
   return std::any_of(steps_.begin(), steps_.end(), [&](const QueuedStep& s) {
     return s.pending.count(reader) > 0 || s.owed.count(group) > 0;

@@ -7,6 +7,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -93,6 +94,8 @@ class StepQueue {
   /// steps when `with_history`) that are still around.
   void add_newcomer(ReaderId reader, bool with_history);
   /// True when `reader` (member of `group`) could still be handed a queued step.
+  /// The oldest queued step `reader` still has to be handed (kept steps for a newcomer).
+  std::optional<std::uint64_t> oldest_pending(ReaderId reader) const;
   bool owes(ReaderId reader, GroupId group) const;
   /// True when a queued step is still pending for any of `members` or owed by `group`:
   /// under a re-delivering policy it may yet come to any member.

@@ -30,9 +30,16 @@ Writer::Impl::Impl(std::string name, WriterOptions options)
   validate_stream_name(name_);
   // An ensemble member publishes under its own contact file; readers of the stream find
   // every member's.
-  contact_path_ = opt_.member.empty()
-                      ? twinstream::contact_path(rendezvous_dir(opt_.dir), name_)
-                      : member_contact_path(rendezvous_dir(opt_.dir), name_, opt_.member);
+  if (opt_.rank >= opt_.ranks) {
+    throw InvalidArgument("stream '" + name_ + "': rank " + std::to_string(opt_.rank) +
+                          " of a writer job of " + std::to_string(opt_.ranks) +
+                          " ranks; ranks count from 0 (open with comm= to set both)");
+  }
+  // The ranks of a writer job each publish their own contact file next to rank 0's.
+  contact_path_ = rank_contact_path(
+      opt_.member.empty() ? twinstream::contact_path(rendezvous_dir(opt_.dir), name_)
+                          : member_contact_path(rendezvous_dir(opt_.dir), name_, opt_.member),
+      opt_.rank);
   std::string why;
   if (auto old = read_contact(contact_path_, &why)) {
     if (contact_is_live(*old)) {
@@ -70,6 +77,9 @@ Writer::Impl::Impl(std::string name, WriterOptions options)
   c.pid = static_cast<std::uint32_t>(::getpid());
   c.host_id = net::host_id();
   c.shm_prefix = shm_prefix_;
+  c.rank = opt_.rank;
+  c.ranks = opt_.ranks;
+  c.job = opt_.job;
   address_ = net::format_address(c.host, port);
   write_contact(contact_path_, c);
   service_ = std::thread([this] { serve(); });
@@ -136,8 +146,8 @@ void Writer::Impl::begin_step() {
   in_step_ = true;
 }
 
-wire::VariableMeta& Writer::Impl::variable_for(std::string_view name, DType dtype,
-                                               const Dims& shape, const Dims& start,
+wire::VariableMeta& Writer::Impl::variable_for(std::string_view name, ArrayKind kind,
+                                               DType dtype, const Dims& shape, const Dims& start,
                                                const Dims& count) {
   const std::string who = "stream '" + name_ + "' variable '" + std::string(name) + "'";
   if (!in_step_) throw InvalidArgument(who + ": put outside a step; call begin_step first");
@@ -159,36 +169,63 @@ wire::VariableMeta& Writer::Impl::variable_for(std::string_view name, DType dtyp
   (void)element_count(shape);
   for (auto& v : vars_) {
     if (v.name != name) continue;
-    if (v.dtype != dtype || v.shape != shape) {
+    if (v.kind != kind) {
+      throw InvalidArgument(who + ": already put in this step as a " +
+                            std::string(kind_name(v.kind)) + " array, now as a " +
+                            std::string(kind_name(kind)) + " one");
+    }
+    // Joined and local arrays grow with each block (shape here is the block's own).
+    const bool agree = kind == ArrayKind::Global ? v.shape == shape
+                       : kind == ArrayKind::Joined
+                           ? std::equal(v.shape.begin() + 1, v.shape.end(), shape.begin() + 1,
+                                        shape.end())
+                           : v.shape.size() == shape.size();
+    if (v.dtype != dtype || !agree) {
       throw InvalidArgument(who + ": already put in this step as " +
                             std::string(dtype_name(v.dtype)) + dims_to_string(v.shape) +
                             ", now as " + std::string(dtype_name(dtype)) +
-                            dims_to_string(shape) + "; blocks of one variable must agree");
+                            dims_to_string(shape) + "; blocks of one variable must agree" +
+                            (kind == ArrayKind::Joined ? " on every axis but the first" : ""));
     }
     return v;
+  }
+  if (kind == ArrayKind::Local && definitions_.count(name)) {
+    throw InvalidArgument(who + ": a local array has no single array for its pipeline to run "
+                          "on; put it as a global or joined array, or apply the pipeline to "
+                          "each block in the reader");
   }
   check_definition(name, dtype, shape);
   auto& v = vars_.emplace_back();
   v.name = std::string(name);
   v.dtype = dtype;
+  v.kind = kind;
   v.shape = shape;
+  if (kind == ArrayKind::Joined) v.shape[0] = 0;  // grows block by block
   return v;
 }
 
-Writer::Impl::Block Writer::Impl::add_block(std::string_view name, DType dtype,
+Writer::Impl::Block Writer::Impl::add_block(std::string_view name, ArrayKind kind, DType dtype,
                                             const Dims& shape, const Dims& start,
                                             const Dims& count) {
-  auto& v = variable_for(name, dtype, shape, start, count);
+  auto& v = variable_for(name, kind, dtype, shape, start, count);
   const std::uint64_t nbytes = element_count(count) * dtype_size(dtype);
   const auto a = slot_->allocate(nbytes, [this](std::size_t n) { return new_segment(n); });
-  v.blocks.push_back({start, count, a.segment, a.offset, nbytes});
+  Dims at = start;
+  if (kind == ArrayKind::Joined) {
+    // Stacked after this rank's earlier blocks; readers shift it past the lower ranks'.
+    at[0] = v.shape[0];
+    v.shape[0] += count[0];
+  } else if (kind == ArrayKind::Local) {
+    for (std::size_t d = 0; d < count.size(); ++d) v.shape[d] = std::max(v.shape[d], count[d]);
+  }
+  v.blocks.push_back({std::move(at), count, a.segment, a.offset, nbytes});
   return {{a.data, nbytes}, a.segment};
 }
 
 std::shared_ptr<std::byte> Writer::Impl::reserve_shared(std::string_view name, DType dtype,
                                                         const Dims& shape, const Dims& start,
                                                         const Dims& count) {
-  const auto block = add_block(name, dtype, shape, start, count);
+  const auto block = add_block(name, ArrayKind::Global, dtype, shape, start, count);
   return {segments_->find(block.segment), block.bytes.data()};
 }
 
@@ -208,13 +245,28 @@ void Writer::Impl::put(std::string_view name, DType dtype, const Dims& shape, co
     throw InvalidArgument("stream '" + name_ + "': put of '" + std::string(name) +
                           "' with no data");
   }
-  const auto block = add_block(name, dtype, shape, start, count);
+  const auto block = add_block(name, ArrayKind::Global, dtype, shape, start, count);
+  if (!block.bytes.empty()) std::memcpy(block.bytes.data(), data, block.bytes.size());
+}
+
+void Writer::Impl::put_block(std::string_view name, ArrayKind kind, DType dtype,
+                             const Dims& count, const void* data) {
+  const std::string what = kind == ArrayKind::Joined ? "put_joined" : "put_local";
+  if (!data && element_count(count) != 0) {
+    throw InvalidArgument("stream '" + name_ + "': " + what + " of '" + std::string(name) +
+                          "' with no data");
+  }
+  if (kind == ArrayKind::Joined && count.empty()) {
+    throw InvalidArgument("stream '" + name_ + "': " + what + " of '" + std::string(name) +
+                          "' needs at least one axis (blocks are stacked along the first)");
+  }
+  const auto block = add_block(name, kind, dtype, count, Dims(count.size(), 0), count);
   if (!block.bytes.empty()) std::memcpy(block.bytes.data(), data, block.bytes.size());
 }
 
 std::span<std::byte> Writer::Impl::reserve(std::string_view name, DType dtype, const Dims& shape,
                                            const Dims& start, const Dims& count) {
-  return add_block(name, dtype, shape, start, count).bytes;
+  return add_block(name, ArrayKind::Global, dtype, shape, start, count).bytes;
 }
 
 namespace {
@@ -260,7 +312,6 @@ void Writer::Impl::end_step() {
   ops_unpublished_bytes_ = 0;
   if (!definitions_.empty()) run_definitions();
   QueuedStep s;
-  s.index = next_index_++;
   s.slot = std::move(slot_);
   s.variables = std::move(vars_);
   s.attributes = std::move(step_attrs_);
@@ -269,6 +320,8 @@ void Writer::Impl::end_step() {
   in_step_ = false;
 
   std::lock_guard lock(mu_);
+  // Numbered under the lock: a reader joining now learns the first index it will be offered.
+  s.index = next_index_++;
   // A step carries the stream attributes as they were when it ended, not as they are
   // when a slow reader gets to it.
   if (!stream_snapshot_ || snapshot_version_ != stream_attrs_version_) {
@@ -662,6 +715,12 @@ void Writer::put(std::string_view name, DType dtype, const Dims& shape, const Di
 }
 void Writer::put(std::string_view name, DType dtype, const Dims& shape, const void* data) {
   impl_->put(name, dtype, shape, Dims(shape.size(), 0), shape, data);
+}
+void Writer::put_joined(std::string_view name, DType dtype, const Dims& count, const void* data) {
+  impl_->put_block(name, ArrayKind::Joined, dtype, count, data);
+}
+void Writer::put_local(std::string_view name, DType dtype, const Dims& count, const void* data) {
+  impl_->put_block(name, ArrayKind::Local, dtype, count, data);
 }
 std::span<std::byte> Writer::reserve(std::string_view name, DType dtype, const Dims& shape,
                                      const Dims& start, const Dims& count) {

@@ -34,6 +34,8 @@ class Writer::Impl final : public transport::StepAccess {
   void begin_step();
   void put(std::string_view name, DType dtype, const Dims& shape, const Dims& start,
            const Dims& count, const void* data);
+  void put_block(std::string_view name, ArrayKind kind, DType dtype, const Dims& count,
+                 const void* data);
   std::span<std::byte> reserve(std::string_view name, DType dtype, const Dims& shape,
                                const Dims& start, const Dims& count);
   std::shared_ptr<std::byte> reserve_shared(std::string_view name, DType dtype, const Dims& shape,
@@ -88,16 +90,18 @@ class Writer::Impl final : public transport::StepAccess {
   };
 
   // Step building (user thread only).
-  wire::VariableMeta& variable_for(std::string_view name, DType dtype, const Dims& shape,
-                                   const Dims& start, const Dims& count);
+  wire::VariableMeta& variable_for(std::string_view name, ArrayKind kind, DType dtype,
+                                   const Dims& shape, const Dims& start, const Dims& count);
   std::shared_ptr<Segment> new_segment(std::size_t min_size);
   // Step memory for a new block of `name`, and the segment it lies in.
   struct Block {
     std::span<std::byte> bytes;
     std::uint32_t segment = 0;
   };
-  Block add_block(std::string_view name, DType dtype, const Dims& shape, const Dims& start,
-                  const Dims& count);
+  // Joined and local blocks pass their own count as `shape` (start zero): they are placed
+  // here (joined: after this rank's earlier blocks) and grow the variable's shape.
+  Block add_block(std::string_view name, ArrayKind kind, DType dtype, const Dims& shape,
+                  const Dims& start, const Dims& count);
 
   // Pre-processing (writer_ops.cpp, user thread only). A variable's pipeline, where it
   // runs, the running statistics it keeps and the input it was last checked against.

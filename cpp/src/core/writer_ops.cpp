@@ -33,6 +33,14 @@ void Writer::Impl::define(std::string_view name, std::string_view pipeline, Plac
                           "next step)");
   }
   if (name.empty() || name.size() > 4096) throw InvalidArgument(who + ": bad variable name");
+  if (opt_.ranks > 1) {
+    // Each rank holds only its own blocks: a writer-side pipeline (or the running
+    // statistics a reader-side one relies on) would see a different array on every rank.
+    throw InvalidArgument(who + " variable '" + std::string(name) + "': define() on a writer "
+                          "job of " + std::to_string(opt_.ranks) + " ranks is not supported "
+                          "(each rank holds only its own blocks); apply the pipeline in the "
+                          "reader with step.get(name, ops=[...])");
+  }
   Definition d;
   try {
     d.pipeline = ops::Pipeline::parse(pipeline);

@@ -255,6 +255,7 @@ void Writer::Impl::handshake(Pending& c, const net::Frame& f) {
   w.writer_key = writer_key_;
   w.writer_pid = static_cast<std::uint32_t>(::getpid());
   w.group = group;
+  w.first_step = queue_.oldest_pending(id).value_or(next_index_);
   w.plane_detail = std::move(grant.plane_detail);
   w.plane_addresses = std::move(grant.plane_addresses);
   send(p, wire::encode(w));
