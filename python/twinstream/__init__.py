@@ -22,6 +22,7 @@ from twinstream._core import (
 )
 from twinstream import ops
 from twinstream.stream import (
+    Block,
     Reader,
     Step,
     StepStatus,
@@ -35,6 +36,7 @@ from twinstream.stream import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Block",
     "ConnectionError",
     "Error",
     "InvalidArgument",

@@ -17,10 +17,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from twinstream import _core
+from twinstream import _core, _jobs
 from twinstream import ops as _ops
 
 __all__ = [
+    "Block",
     "Reader",
     "Step",
     "StepStatus",
@@ -82,12 +83,25 @@ class StepStatus(enum.Enum):
 
 
 class VariableInfo(NamedTuple):
-    """A variable of the current step: dtype, global shape and the writer's blocks."""
+    """A variable of the current step: dtype, global shape, the writer's blocks as
+    (start, count), and its kind: ``global``, ``joined`` (blocks stacked along axis 0, rank
+    by rank) or ``local`` (independent blocks: ``step.blocks``, ``step.get_block``)."""
 
     name: str
     dtype: np.dtype
     shape: tuple[int, ...]
     blocks: list[tuple[tuple[int, ...], tuple[int, ...]]]
+    kind: str = "global"
+
+
+class Block(NamedTuple):
+    """One block of a variable: its index (for ``step.get_block``), the writer rank that
+    put it, and where it lies (zeros for a local block) with its shape."""
+
+    index: int
+    owner: int
+    start: tuple[int, ...]
+    count: tuple[int, ...]
 
 
 class _Attrs(dict):
@@ -122,14 +136,29 @@ class StepWriter:
         shape: tuple[int, ...] | None = None,
         start: tuple[int, ...] | None = None,
         dtype: Any = None,
+        joined: bool = False,
+        local: bool = False,
     ) -> None:
         """Copies ``array`` into the step; the array may be reused when put returns.
 
         With ``shape`` and ``start`` the array is one block of a larger global array
         (``shape`` is the global shape, ``start`` the block's corner).
+        ``joined=True``: a block of a joined array; readers see the blocks of every rank
+        stacked along axis 0 (rank by rank, then in put order), e.g. atoms per rank; a
+        block may be empty. ``local=True``: an independent block (several per rank allowed);
+        readers list them with ``step.blocks(name)`` and read one with ``step.get_block``.
         """
         a = _native(array, dtype)
         _numeric(a.dtype)
+        if joined or local:
+            if joined and local:
+                raise _core.InvalidArgument(f"put({name!r}): joined= and local= exclude each other")
+            if shape is not None or start is not None:
+                raise _core.InvalidArgument(
+                    f"put({name!r}): a {'joined' if joined else 'local'} block has no "
+                    "shape=/start= (readers place it)")
+            self._w.put_block(name, "joined" if joined else "local", a)
+            return
         count = a.shape
         shape = tuple(shape) if shape is not None else count
         start = tuple(start) if start is not None else (0,) * len(shape)
@@ -166,8 +195,12 @@ def _close_open_writers() -> None:
 class Writer:
     """Publishing side of a stream. Use ``ts.open(name, "w", ...)``."""
 
-    def __init__(self, name: str, **options: Any):
+    def __init__(self, name: str, *, comm: Any = None, **options: Any):
+        if comm is not None:
+            options = _jobs.writer_options(comm, options)
         self._w = _core.Writer(name, _options(options))
+        if comm is not None:
+            _jobs.writer_opened(comm)
         _open_writers.add(self)
         self.name = name
         self.attrs = _Attrs(self._w.set_attribute)
@@ -322,9 +355,10 @@ class Step:
         output, where that is known before running it)."""
         if self._variables is None:
             self._variables = {}
-            for name, dtype, shape, blocks in self._r.variables():
+            for name, dtype, shape, blocks, kind in self._r.variables():
                 info = VariableInfo(
-                    name, np.dtype(dtype), tuple(shape), [(tuple(s), tuple(c)) for s, c in blocks]
+                    name, np.dtype(dtype), tuple(shape),
+                    [(tuple(s), tuple(c)) for s, c, _ in blocks], kind,
                 )
                 placed = self._reader_pipeline(name)
                 if placed is not None:
@@ -370,6 +404,22 @@ class Step:
 
     def __contains__(self, name: str) -> bool:
         return name in self.variables or (self.is_batch and name == "sample_id")
+
+    def blocks(self, name: str) -> list[Block]:
+        """The blocks of variable ``name`` as the writer ranks put them."""
+        for vname, _, _, blocks, _ in self._r.variables():
+            if vname == name:
+                return [Block(i, owner, tuple(s), tuple(c))
+                        for i, (s, c, owner) in enumerate(blocks)]
+        self._r.get(name)  # raises with the list of variables
+        return []
+
+    def get_block(self, name: str, index: int) -> np.ndarray:
+        """Block ``index`` of ``step.blocks(name)``, whole (zero-copy where the data plane
+        allows): how local arrays are read."""
+        if index < 0:
+            raise IndexError(f"block index {index} of {name!r} is negative")
+        return self._r.get_block(name, index)
 
     def keys(self):
         return self.variables.keys()
@@ -433,7 +483,7 @@ class Step:
 class Reader:
     """Consuming side of a stream. Use ``ts.open(name, "r", ...)``; iterate for steps."""
 
-    def __init__(self, name: str, **options: Any):
+    def __init__(self, name: str, *, comm: Any = None, **options: Any):
         self.name = name
         self._timeout = float(options.get("timeout", 60.0))
         cache = options.pop("cache", "off")
@@ -445,6 +495,9 @@ class Reader:
             raise _core.InvalidArgument(
                 f"stream {name!r}: cache_bytes must be 0 or more, not {cache_bytes}")
         self._r = _core.Reader(name, _options(options))
+        if comm is not None:
+            # A reader job: every rank starts at the same step.
+            self._r.start_at(_jobs.reader_start(comm, self._r.first_step))
         self._step: Step | None = None
         # Pre-processed results (reader-placed pipelines and get(ops=...)), kept across
         # steps: re-reading a step, or a window of steps over several epochs, is a hit.
@@ -584,6 +637,9 @@ class Reader:
 
 def open(name: str, mode: str = "r", **options: Any) -> Writer | Reader:  # noqa: A001
     """Opens stream ``name`` for writing (``mode="w"``) or reading (``mode="r"``).
+
+    ``comm=``: an mpi4py communicator; the open is collective. Writers: each rank puts its
+    own blocks and readers see one stream (N x M). Readers: the ranks start at the same step.
 
     Options are listed below (generated from the C++ option tables).
     """

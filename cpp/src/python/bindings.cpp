@@ -143,6 +143,23 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("name"), py::arg("shape"), py::arg("start"), py::arg("count"), py::arg("data"))
       .def(
+          "put_block",
+          [](Writer& w, const std::string& name, const std::string& kind, const py::array& data) {
+            const auto dt = dtype_of(data.dtype());
+            Dims count;
+            for (py::ssize_t d = 0; d < data.ndim(); ++d) count.push_back(data.shape(d));
+            const void* p = data.data();
+            py::gil_scoped_release nogil;
+            if (kind == "joined") {
+              w.put_joined(name, dt, count, p);
+            } else if (kind == "local") {
+              w.put_local(name, dt, count, p);
+            } else {
+              throw InvalidArgument("array kind '" + kind + "': use joined or local");
+            }
+          },
+          py::arg("name"), py::arg("kind"), py::arg("data"))
+      .def(
           "reserve",
           [](Writer& w, const std::string& name, const py::dtype& dtype,
              const std::vector<std::uint64_t>& shape, const std::vector<std::uint64_t>& start,
@@ -231,8 +248,11 @@ PYBIND11_MODULE(_core, m) {
              py::list out;
              for (const auto& v : r.variables()) {
                py::list blocks;
-               for (const auto& b : v.blocks) blocks.append(py::make_tuple(b.start, b.count));
-               out.append(py::make_tuple(v.name, std::string(dtype_name(v.dtype)), v.shape, blocks));
+               for (const auto& b : v.blocks) {
+                 blocks.append(py::make_tuple(b.start, b.count, b.owner));
+               }
+               out.append(py::make_tuple(v.name, std::string(dtype_name(v.dtype)), v.shape, blocks,
+                                         std::string(kind_name(v.kind))));
              }
              return out;
            })
@@ -284,6 +304,19 @@ PYBIND11_MODULE(_core, m) {
             r.get_into(name, Box{to_dims(start), to_dims(count)}, p, n);
           },
           py::arg("name"), py::arg("start"), py::arg("count"), py::arg("out"))
+      .def(
+          "get_block",
+          [](Reader& r, const std::string& name, std::size_t index) {
+            ConstView v;
+            {
+              py::gil_scoped_release nogil;
+              v = r.get_block(name, index);
+            }
+            return make_array(v.dtype, v.shape, v.data, v.owner, false);
+          },
+          py::arg("name"), py::arg("index"))
+      .def_property_readonly("first_step", &Reader::first_step)
+      .def("start_at", &Reader::start_at, py::arg("index"))
       .def_property_readonly("name", &Reader::name)
       .def("sources",
            [](const Reader& r) {
