@@ -196,11 +196,12 @@ class Writer:
     """Publishing side of a stream. Use ``ts.open(name, "w", ...)``."""
 
     def __init__(self, name: str, *, comm: Any = None, **options: Any):
-        if comm is not None:
-            options = _jobs.writer_options(comm, options)
-        self._w = _core.Writer(name, _options(options))
-        if comm is not None:
-            _jobs.writer_opened(comm)
+        if comm is None:
+            self._w = _core.Writer(name, _options(options))
+        else:
+            opts = _options(_jobs.writer_options(comm, options))
+            self._w = _jobs.open_all(comm, name, lambda: _core.Writer(name, opts),
+                                     lambda w: w.close())
         _open_writers.add(self)
         self.name = name
         self.attrs = _Attrs(self._w.set_attribute)
@@ -494,8 +495,12 @@ class Reader:
         if cache_bytes < 0:
             raise _core.InvalidArgument(
                 f"stream {name!r}: cache_bytes must be 0 or more, not {cache_bytes}")
-        self._r = _core.Reader(name, _options(options))
-        if comm is not None:
+        if comm is None:
+            self._r = _core.Reader(name, _options(options))
+        else:
+            opts = _options(options)
+            self._r = _jobs.open_all(comm, name, lambda: _core.Reader(name, opts),
+                                     lambda r: r.close())
             # A reader job: every rank starts at the same step.
             self._r.start_at(_jobs.reader_start(comm, self._r.first_step))
         self._step: Step | None = None

@@ -95,7 +95,7 @@ READER_OPTIONS = ["group", "policy", "data_plane", "timeout", "open_timeout", "h
 # Wire constants (cpp/src/core/wire.hpp, messages.hpp).
 MAGIC = 0x31535754
 #: The control protocol version this build speaks (core/wire.hpp kProtocolVersion).
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 T_HELLO, T_WELCOME, T_ERROR, T_ACK = 1, 2, 3, 5
 
 

@@ -81,3 +81,23 @@ def test_ensemble_example():
     assert re.search(r"^run-00: 8 steps, ended$", out, re.M), out
     assert re.search(r"^run-02: 8 steps, ended$", out, re.M), out
     assert re.search(r"^run-01: \d steps, failed$", out, re.M), out
+
+
+@pytest.mark.timeout(150)
+def test_nxm_example_mpmd():
+    """The N x M example as the README launches it: 2 simulation ranks, 3 trainer ranks."""
+    bindir = pathlib.Path(sys.executable).parent
+    mpiexec = bindir / "mpiexec"
+    assert mpiexec.exists(), "mpiexec missing: install the mpich wheel (make deps does)"
+    proc = subprocess.run(
+        [str(mpiexec), "-n", "2", sys.executable, "nxm.py", "sim", ":",
+         "-n", "3", sys.executable, "nxm.py", "train"],
+        cwd=EXAMPLES, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for rank in range(3):
+        # mpiexec merges the ranks' output: lines may run into each other, so no anchors.
+        lines = re.findall(rf"trainer rank {rank}: step (\d) [^\n]*? from sim ranks \[0, 1\], "
+                           r"(\d) particles", proc.stdout)
+        assert [int(s) for s, _ in lines] == list(range(5)), proc.stdout
+        assert [int(n) for _, n in lines] == [1 + s % 2 * 2 for s in range(5)], proc.stdout

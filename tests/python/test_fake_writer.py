@@ -62,7 +62,8 @@ def _welcome(plane: str) -> bytes:
         + wire_str("twinstream-fake-prefix")
         + struct.pack("<Q", 12345)
         + struct.pack("<I", os.getpid())
-        + wire_str("g"),
+        + wire_str("g")
+        + struct.pack("<Q", 0),  # first step offered
     )
 
 
@@ -75,7 +76,7 @@ def _bad_announce() -> bytes:
     p = struct.pack("<QQ", 0, 0)
     p += struct.pack("<I", 1) + struct.pack("<IQ", 1, 64)  # one 64-byte segment
     p += struct.pack("<I", 0)  # retired
-    p += struct.pack("<I", 1) + wire_str("x") + struct.pack("<B", 12) + _dims([100])
+    p += struct.pack("<I", 1) + wire_str("x") + struct.pack("<BB", 12, 0) + _dims([100])
     p += struct.pack("<I", 1) + _dims([0]) + _dims([100]) + struct.pack("<IQ", 1, 0)
     p += struct.pack("<I", 0) + struct.pack("<B", 0)  # attributes, no stream attributes
     p += struct.pack("<I", 0) + wire_str("")  # flags, source

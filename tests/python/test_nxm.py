@@ -360,3 +360,41 @@ def test_reader_rank_killed_mid_step_does_not_hang_the_writer_job(mpi, tmp_path)
     assert reader.returncode != 0  # the reader job did die
     assert wrc == 0, wout
     assert wout.count("done") == 2, wout
+
+
+def _tool(name: str) -> str:
+    found = BIN / name
+    assert found.exists(), f"{name} is not installed in the venv; run `make deps`"
+    return str(found)
+
+
+@pytest.mark.timeout(400)
+def test_cpp_mpi_simulation_to_python_reader_job(mpi, tmp_path):
+    """examples/cpp_mpi_writer (twinstream/mpi.hpp, find_package(twinstream)) as a 3-rank
+    writer job, read by a 2-rank Python reader job that checks every value."""
+    build = tmp_path / "build"
+    env = dict(_env(2), MPI_HOME=sys.prefix)  # FindMPI: the mpich wheel's MPI
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([_tool("cmake"), "-S", str(root / "examples" / "cpp_mpi_writer"), "-B",
+                    str(build), "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={_tool('ninja')}",
+                    f"-Dtwinstream_DIR={ts.cmake_dir()}"],
+                   check=True, capture_output=True, timeout=120, env=env)
+    subprocess.run([_tool("cmake"), "--build", str(build)], check=True, capture_output=True,
+                   timeout=300, env=env)
+    d = tmp_path / "run"
+    d.mkdir()
+    writer = subprocess.Popen([str(MPIEXEC), "-n", "3", str(build / "cpp_mpi_writer"), str(d),
+                               "4", "2"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        reader = subprocess.run([str(MPIEXEC), *_job("reader", 2, d, 4)], env=env,
+                                capture_output=True, text=True, timeout=120)
+        wout, _ = writer.communicate(timeout=120)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.communicate(timeout=30)
+    assert reader.returncode == 0, reader.stdout + reader.stderr
+    assert writer.returncode == 0 and wout.count("done") == 3, wout
+    for res in _results(d, 2):
+        assert res["seen"] == [0, 1, 2, 3] and res["checked"] == 12, res
