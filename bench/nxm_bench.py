@@ -36,8 +36,8 @@ role, d, nbytes, steps, plane = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(
 world = MPI.COMM_WORLD
 comm = world.Split(world.Get_attr(MPI.APPNUM) or 0, world.Get_rank())
 rank, ranks = comm.Get_rank(), comm.Get_size()
-ny = nz = 64
-nx = max(6, nbytes // (8 * ny * nz))
+ny, nz = (48, 64) if nbytes >= 1 << 20 else (3, 16)  # ny: a third per reader rank
+nx = max(2, nbytes // (8 * ny * nz))
 shape = (nx, ny, nz)
 if role == "writer":
     lo, hi = nx * rank // ranks, nx * (rank + 1) // ranks

@@ -116,6 +116,61 @@ TEST_P(StreamTest, BoxSelectionAcrossBlocks) {
   writer.join();
 }
 
+TEST_P(StreamTest, WriterJobOfThreeRanksJoinedAndLocalArrays) {
+  // Three writer ranks (as twinstream/mpi.hpp opens them) in threads of this process.
+  constexpr std::uint32_t kRanks = 3;
+  std::vector<std::thread> ranks;
+  for (std::uint32_t rank = 0; rank < kRanks; ++rank) {
+    ranks.emplace_back([&, rank] {
+      Writer w("job", writer_options({{"rank", std::to_string(rank)},
+                                      {"ranks", std::to_string(kRanks)}, {"job", "t"}}));
+      for (int i = 0; i < 3; ++i) {
+        w.begin_step();
+        std::vector<std::int64_t> rows(2 * 4, 100 * i + rank);  // rows 2r, 2r+1 of (6, 4)
+        w.put("g", DType::Int64, {6, 4}, {2 * rank, 0}, {2, 4}, rows.data());
+        std::vector<float> atoms(rank * 3, static_cast<float>(rank));  // rank 0: none
+        w.put_joined("atoms", DType::Float32, {rank, 3}, atoms.data());
+        std::vector<std::int16_t> tile(rank + 1, static_cast<std::int16_t>(rank));
+        w.put_local("tile", DType::Int16, {rank + 1}, tile.data());
+        w.end_step();
+      }
+      w.close();
+    });
+  }
+  Reader r("job", reader_options());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(r.begin_step(), StepStatus::Ok);
+    EXPECT_EQ(r.step_index(), static_cast<std::uint64_t>(i));
+    // A box spanning ranks 0-2: each pulled from its owner.
+    std::int64_t box[4 * 2];
+    r.get_into("g", Box{{1, 1}, {4, 2}}, box, sizeof box);
+    for (int row = 0; row < 4; ++row) {
+      EXPECT_EQ(box[row * 2], 100 * i + (1 + row) / 2) << row;
+    }
+    const auto* atoms = r.find("atoms");
+    ASSERT_NE(atoms, nullptr);
+    EXPECT_EQ(atoms->kind, ArrayKind::Joined);
+    EXPECT_EQ(atoms->shape, (Dims{3, 3}));  // 0 + 1 + 2 rows
+    auto a = r.get("atoms", Box{{0, 0}, {3, 1}});
+    const auto* af = reinterpret_cast<const float*>(a.data);
+    EXPECT_EQ(af[0], 1.0f);
+    EXPECT_EQ(af[1], 2.0f);
+    EXPECT_EQ(af[2], 2.0f);
+    const auto* tile = r.find("tile");
+    ASSERT_EQ(tile->blocks.size(), 3u);
+    for (std::uint32_t b = 0; b < 3; ++b) {
+      EXPECT_EQ(tile->blocks[b].owner, b);
+      auto t = r.get_block("tile", b);
+      EXPECT_EQ(t.shape, (Dims{b + 1}));
+      EXPECT_EQ(reinterpret_cast<const std::int16_t*>(t.data)[b], static_cast<std::int16_t>(b));
+    }
+    EXPECT_THROW(r.get("tile"), InvalidArgument);
+    r.end_step();
+  }
+  EXPECT_EQ(r.begin_step(), StepStatus::EndOfStream);
+  for (auto& t : ranks) t.join();
+}
+
 TEST_P(StreamTest, DropNewestNeverBlocksAndCountsDrops) {
   constexpr int kSteps = 30;
   std::atomic<bool> writer_done{false};
