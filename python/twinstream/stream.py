@@ -411,10 +411,6 @@ class Reader:
     def __init__(self, name: str, **options: Any):
         self.name = name
         self._timeout = float(options.get("timeout", 60.0))
-        if options.get("cache") is True:
-            options["cache"] = "on"
-        elif options.get("cache") is False:
-            options["cache"] = "off"
         # Reader-placed pipelines, get(ops=...) and the cache (cache="on") live in the C++
         # reader, so that a C++ and a Python reader get the same bytes.
         self._r = _core.Reader(name, _options(options))
