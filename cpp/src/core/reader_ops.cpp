@@ -109,11 +109,11 @@ ReaderOps::Result ReaderOps::run_counted(const ops::Pipeline& p, const ops::Tens
 
 ReaderOps::Result ReaderOps::placed_output(ReaderSource& s, std::string_view name,
                                            const std::string& key) {
+  const bool batch = is_batch(s);
   const std::string step_of = "stream '" + stream_ + "' " +
-                              (is_batch(s) ? "shuffle batch " : "step ") +
+                              (batch ? "shuffle batch " : "step ") +
                               std::to_string(s.step().index);
   const auto& p = pipeline(key);
-  const bool batch = is_batch(s);
   if (batch) {
     std::string why;
     if (!runs_row_by_row(p, &why)) {
@@ -125,11 +125,13 @@ ReaderOps::Result ReaderOps::placed_output(ReaderSource& s, std::string_view nam
                             "or use operators that work row by row with fixed parameters");
     }
   }
-  const ops::CacheKey ck{s.step().index, s.member() + "/" + std::string(name), key};
+  // Keyed by the step's source (what Reader::step_source() and cached() name).
+  const std::string& source = s.step().source;
+  const ops::CacheKey ck{s.step().index, source + "/" + std::string(name), key};
   const bool use_cache = cache_ && !batch;  // a batch is delivered once: not kept
   if (use_cache) {
     std::lock_guard lock(mu_);
-    last_key_[{s.member(), std::string(name)}] = key;
+    last_key_[{source, std::string(name)}] = key;
   }
   Result r = use_cache ? cache_->get(ck) : nullptr;
   if (r) return r;
