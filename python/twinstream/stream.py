@@ -331,10 +331,15 @@ class Step:
         self._reader = reader
         self._attrs: dict[str, Any] | None = None
         self._variables: dict[str, VariableInfo] | None = None
-        self._placed: dict[str, dict[str, Any] | None] = {}
-        #: Seconds this reader's operators took on this step (reader-placed pipelines and
-        #: ``get(ops=...)``; cache hits add nothing).
-        self.ops_seconds: float = 0.0
+        self._ops_seconds: float | None = None  # set when the step ends
+
+    @property
+    def ops_seconds(self) -> float:
+        """Seconds this reader's operators took on this step (reader-placed pipelines and
+        ``get(ops=...)``; cache hits add nothing)."""
+        if self._ops_seconds is not None:
+            return self._ops_seconds
+        return _core.reader_step_ops_seconds(self._r)
 
     # Metadata is fetched on first use: a consumer of small steps that only reads one
     # array should not pay for building dictionaries it never looks at.
@@ -355,43 +360,20 @@ class Step:
         """Variables of this step by name (a reader-placed variable as its pipeline's
         output, where that is known before running it)."""
         if self._variables is None:
-            self._variables = {}
-            for name, dtype, shape, blocks, kind in self._r.variables():
-                info = VariableInfo(
+            self._variables = {
+                name: VariableInfo(
                     name, np.dtype(dtype), tuple(shape),
                     [(tuple(s), tuple(c)) for s, c, _ in blocks], kind,
                 )
-                placed = self._reader_pipeline(name)
-                if placed is not None:
-                    out = _core.ops_validate(placed[f"ops.{name}.pipeline"], info.dtype,
-                                             list(info.shape), name)
-                    if out is not None:
-                        shp = tuple(out[1])
-                        info = VariableInfo(name, np.dtype(out[0]), shp, [((0,) * len(shp), shp)])
-                self._variables[name] = info
+                for name, dtype, shape, blocks, kind in self._r.variables()
+            }
         return self._variables
-
-    def _reader_pipeline(self, name: str) -> dict[str, Any] | None:
-        """The attributes of a pipeline the writer placed on the readers, else None."""
-        if name not in self._placed:
-            prefix = f"ops.{name}."
-            attrs = self._r.step_attributes_with_prefix(prefix)
-            self._placed[name] = attrs if attrs.get(prefix + "placement") == "reader" else None
-        return self._placed[name]
-
-    def _whole(self, name: str) -> np.ndarray:
-        """The variable as this reader should see it: a reader-placed pipeline applied."""
-        placed = self._reader_pipeline(name)
-        raw = self._r.get(name)
-        if placed is None:
-            return raw
-        return self._reader._run(self, name, raw, placed[f"ops.{name}.pipeline"], [], placed,
-                                 f"ops.{name}.")
 
     def __getitem__(self, name: str) -> np.ndarray:
         if self.is_batch and name == "sample_id" and name not in self.variables:
             return self.sample_id
-        return self._whole(name)
+        # A pipeline the writer placed on the readers runs in the C++ reader.
+        return self._r.get(name)
 
     @property
     def sample_id(self) -> np.ndarray:
@@ -444,34 +426,27 @@ class Step:
         info = self.variables.get(name)
         if info is None:
             return self._r.get(name)  # raises with the list of variables
-        placed = self._reader_pipeline(name)
         whole = start is None and count is None
         if not whole or out is not None:
             start = tuple(start) if start is not None else (0,) * len(info.shape)
             count = tuple(count) if count is not None else tuple(
                 s - b for s, b in zip(info.shape, start)
             )
-        if placed is not None:
-            base = self._whole(name)
-            if not whole:
-                base = base[tuple(slice(b, b + c) for b, c in zip(start, count))]
-        elif whole and (out is None or ops is not None):
-            base = self._r.get(name)
-        elif ops is not None or out is None:
-            base = self._r.get(name, list(start), list(count))
-        else:
+        if ops is None and out is not None:
             self._r.get_into(name, list(start), list(count), out)
             return out
-        if ops is not None:
-            pipeline = _ops.Pipeline(ops)
-            label = name if whole else f"{name}[{start}+{count}]"
-            if placed is not None:
-                label += f"<{placed[f'ops.{name}.pipeline']}>"
-            base = self._reader._run(self, label, np.ascontiguousarray(base), pipeline.key,
-                                     pipeline.fns(), None, "")
-        if out is None:
+        base = self._r.get(name) if whole else self._r.get(name, list(start), list(count))
+        if ops is None:
             return base
-        np.copyto(out, base)
+        pipeline = _ops.Pipeline(ops)
+        label = name if whole else f"{name}[{start}+{count}]"
+        placed = self._r.step_attributes_with_prefix(f"ops.{name}.")
+        if placed.get(f"ops.{name}.placement") == "reader":
+            label += f"<{placed[f'ops.{name}.pipeline']}>"
+        result = _core.reader_apply(self._r, label, pipeline.key, base, pipeline.fns())
+        if out is None:
+            return result
+        np.copyto(out, result)
         return out
 
     def __repr__(self) -> str:
@@ -487,14 +462,8 @@ class Reader:
     def __init__(self, name: str, *, comm: Any = None, **options: Any):
         self.name = name
         self._timeout = float(options.get("timeout", 60.0))
-        cache = options.pop("cache", "off")
-        cache_bytes = int(options.pop("cache_bytes", 256 << 20))
-        if cache not in ("on", "off", True, False):
-            raise _core.InvalidArgument(
-                f"stream {name!r}: cache must be 'on' or 'off', not {cache!r}")
-        if cache_bytes < 0:
-            raise _core.InvalidArgument(
-                f"stream {name!r}: cache_bytes must be 0 or more, not {cache_bytes}")
+        # Reader-placed pipelines, get(ops=...) and the cache (cache="on") live in the C++
+        # reader, so that a C++ and a Python reader get the same bytes.
         if comm is None:
             self._r = _core.Reader(name, _options(options))
         else:
@@ -504,59 +473,14 @@ class Reader:
             # A reader job: every rank starts at the same step.
             self._r.start_at(_jobs.reader_start(comm, self._r.first_step))
         self._step: Step | None = None
-        # Pre-processed results (reader-placed pipelines and get(ops=...)), kept across
-        # steps: re-reading a step, or a window of steps over several epochs, is a hit.
-        self._cache = _ops.Cache(cache_bytes) if cache in ("on", True) else None
-        self._states: dict[tuple[str, str], _ops.RunningState] = {}
-        self._ops_seconds = 0.0
-        self._ops_runs = 0
-        self._last_pipeline: dict[tuple[str, str], str] = {}
-
-    def _run(self, step: Step, variable: str, array: np.ndarray, key: str, fns: list,
-             published: dict | None, prefix: str) -> np.ndarray:
-        """Runs a pipeline for ``step`` (through the cache when it is on) and counts its
-        operator time."""
-        own_running = published is None and _has_running_standardize(key)
-        cache_var = f"{step.source}/{variable}"
-        self._last_pipeline[(step.source, variable)] = key
-        if self._cache is not None and not own_running:
-            out, timings, hit = self._cache._cache.apply_details(
-                step.index, cache_var, key, array, fns, published, prefix)
-            if hit:
-                return out
-        else:
-            # A pipeline with its own running statistics keeps them per variable here,
-            # updated with every step read (and so is never served from the cache).
-            state = None
-            if own_running:
-                state = self._states.setdefault((variable, key), _ops.RunningState())._state
-            out, _, timings = _core.ops_apply(key, np.ascontiguousarray(array), fns, published,
-                                              state, variable, prefix)
-        seconds = sum(t[1] for t in timings)
-        step.ops_seconds += seconds
-        self._ops_seconds += seconds
-        self._ops_runs += 1
-        return out
 
     def cached(self, step: int, name: str, ops: Any = None, source: str = ""
                ) -> np.ndarray | None:
         """A pre-processed result kept from an earlier step (``cache="on"``), or None when
         it was never computed or has been evicted. ``ops=None``: what ``step[name]`` gave
         for a reader-placed variable; else what ``step.get(name, ops=ops)`` gave."""
-        if self._cache is None:
-            return None
-        if ops is None:
-            key = self._last_pipeline.get((source, name))
-            if key is None:
-                return None
-            return self._cache._cache.lookup(int(step), f"{source}/{name}", key)
-        key = _ops.Pipeline(ops).key
-        for (src, var), _ in list(self._last_pipeline.items()):
-            if src == source and (var == name or var.startswith(name + "<")):
-                hit = self._cache._cache.lookup(int(step), f"{source}/{var}", key)
-                if hit is not None:
-                    return hit
-        return None
+        key = "" if ops is None else _ops.Pipeline(ops).key
+        return _core.reader_cached(self._r, int(step), name, key, source)
 
     def begin_step(self, timeout: float | None = None) -> StepStatus:
         """Waits up to ``timeout`` seconds (default: the reader's timeout) for a step."""
@@ -574,6 +498,8 @@ class Reader:
 
     def end_step(self) -> None:
         """Releases the step's buffers and acknowledges it to the writer."""
+        if self._step is not None:
+            self._step._ops_seconds = _core.reader_step_ops_seconds(self._r)
         self._step = None
         self._r.end_step()
 
@@ -600,21 +526,11 @@ class Reader:
 
     def stats(self) -> dict[str, Any]:
         """Counters: steps, dropped, redelivered, bytes, data_plane; ``ops_seconds`` (time
-        this reader's operators took) and ``ops_runs``; with ``cache="on"`` the cache's
-        ``cache_hits``, ``cache_misses``, ``cache_evictions``, ``cache_bytes`` (never above
+        this reader's operators took), ``ops_last_seconds``, ``ops_steps`` and
+        ``ops_runs``; with ``cache="on"`` the cache's ``cache_hits``, ``cache_misses``,
+        ``cache_evictions``, ``cache_rejected``, ``cache_bytes`` (never above
         ``cache_max_bytes``) and ``cache_entries``."""
-        s = self._r.stats()
-        s["ops_seconds"] = self._ops_seconds
-        s["ops_runs"] = self._ops_runs
-        if self._cache is not None:
-            c = self._cache.stats()
-            s.update({
-                "cache_hits": c["hits"], "cache_misses": c["misses"],
-                "cache_evictions": c["evictions"], "cache_rejected": c["rejected"],
-                "cache_bytes": c["bytes"], "cache_entries": c["entries"],
-                "cache_max_bytes": c["max_bytes"],
-            })
-        return s
+        return self._r.stats()
 
     @property
     def sources(self) -> list[dict[str, Any]]:
@@ -655,10 +571,6 @@ def open(name: str, mode: str = "r", **options: Any) -> Writer | Reader:  # noqa
     raise _core.InvalidArgument(f"mode must be 'r' or 'w', not {mode!r}")
 
 
-def _has_running_standardize(key: str) -> bool:
-    return any(op.startswith("standardize(") and "mean=" not in op for op in key.split("|"))
-
-
 def _option_section(title: str, docs: list[tuple[str, str, str, str]]) -> str:
     lines = [title, "-" * len(title)]
     for key, default, typ, doc in docs:
@@ -673,17 +585,7 @@ open.__doc__ = (
     + "\n\n"
     + _option_section('Writer options (mode="w")', _core.writer_option_docs())
     + "\n\n"
-    + _option_section(
-        'Reader options (mode="r")',
-        _core.reader_option_docs()
-        + [
-            ("cache", "off", "str",
-             "on: keep pre-processed results (reader-placed pipelines, get(ops=...)) across "
-             "steps, keyed by (source, step, variable, pipeline), least recently used evicted"),
-            ("cache_bytes", str(256 << 20), "int",
-             "bound of the reader's cache in bytes (results larger than it are not kept)"),
-        ],
-    )
+    + _option_section('Reader options (mode="r")', _core.reader_option_docs())
 )
 
 

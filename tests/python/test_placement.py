@@ -119,6 +119,38 @@ def test_writer_placement_feeds_shuffle_batches(ctx):
         assert np.array_equal(values, np.clip([row * 40 + step, row * 40 + 20 + step], 0, 250))
 
 
+def test_reader_placement_on_shuffle_batches_runs_row_wise_pipelines_only(ctx):
+    """A row-wise pipeline runs over each batch (its rows equal the steps' outputs); one
+    that depends on the whole step (running statistics) is refused naming the fix."""
+    w = ctx.open_writer(min_readers=1, queue_limit=4)
+    w.define("x", [ts.ops.cast("float32"), ts.ops.clip(0, 250)], "reader")
+    w.define("y", [ts.ops.cast("float32"), ts.ops.standardize()], "reader")
+    r = ctx.open_reader("inproc", group="g", policy="shuffle", window=2, batch_size=4,
+                        variables=["x", "y"], seed=3)
+    rows = {}
+
+    def write():
+        for i in range(4):
+            with w.step() as s:
+                s.put("x", np.arange(8 * 2, dtype=np.int64).reshape(8, 2) * 20 + i)
+                s.put("y", np.arange(8, dtype=np.int64) + i)
+        w.close()
+
+    writer = Bg(write)
+    for batch in r:
+        assert batch.variables["x"].dtype == np.float32
+        x = batch["x"]
+        for (step, row), values in zip(batch.sample_id, x):
+            rows[(int(step), int(row))] = values
+        with pytest.raises(ts.InvalidArgument) as e:
+            batch["y"]
+        assert "'y'" in str(e.value) and "placement='writer'" in str(e.value)
+    writer.result(30)
+    assert len(rows) == 32
+    for (step, row), values in rows.items():
+        assert np.array_equal(values, np.clip([row * 40 + step, row * 40 + 20 + step], 0, 250))
+
+
 def test_reader_cache_is_bounded_and_evicts_least_recently_used(ctx):
     ops = [ts.ops.cast("float32"), ts.ops.log1p()]
     result_bytes = 64 * 64 * 4

@@ -69,6 +69,8 @@ struct ReaderOptions {
   ShuffleOptions shuffle;       // used when policy is shuffle
   std::uint32_t members = 0;    // fan-in: ensemble members to expect (0: whoever comes)
   std::string fabric_provider;  // libfabric provider for data_plane=fabric; empty: $FI_PROVIDER or auto
+  bool cache = false;           // keep pre-processed results (reader-placed, requested) across steps
+  std::uint64_t cache_bytes = 256ull << 20;  // bound of that cache
 };
 
 /// Parses text options; throws InvalidArgument for an unknown key or a bad value.

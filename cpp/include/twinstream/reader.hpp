@@ -52,6 +52,20 @@ struct ReaderStats {
   std::string data_plane;          ///< plane in use: inproc, shm, tcp, fabric or mpi
   std::string data_plane_detail;   ///< what the plane chose (fabric: "provider tcp")
   std::string data_plane_fallback; ///< why an `auto` choice fell back; empty if it did not
+  // Reader-side pre-processing (pipelines the writer placed on readers, and those a
+  // reader asks for): time its operators took, and the reader cache (cache=on).
+  double ops_seconds = 0;          ///< all steps
+  double ops_last_seconds = 0;     ///< the last step in which operators ran
+  std::uint64_t ops_steps = 0;     ///< steps in which operators ran
+  std::uint64_t ops_runs = 0;      ///< pipeline runs (a cache hit is not one)
+  bool cache = false;              ///< the cache is on; the counters below are its
+  std::uint64_t cache_hits = 0;
+  std::uint64_t cache_misses = 0;
+  std::uint64_t cache_evictions = 0;  ///< results removed to make room
+  std::uint64_t cache_rejected = 0;   ///< results larger than the whole bound, not kept
+  std::uint64_t cache_bytes = 0;      ///< held now, never above cache_max_bytes
+  std::uint64_t cache_entries = 0;
+  std::uint64_t cache_max_bytes = 0;
 };
 
 /// One ensemble member of a fan-in stream, as this reader sees it.
@@ -61,6 +75,8 @@ struct SourceInfo {
   std::string error;  ///< why it failed
   std::uint64_t steps = 0;  ///< steps received from it
 };
+
+class ReaderOps;
 
 class Reader {
  public:
@@ -97,10 +113,17 @@ class Reader {
 
   /// Zero-copy where the data plane allows it (inproc, shm, one block); otherwise the
   /// bytes are pulled into a reader-owned buffer. Valid until end_step.
+  /// A variable the writer defined with Placement::Reader comes out of its pipeline, run
+  /// here after transfer (once per step; kept across steps with the `cache` option),
+  /// with the running statistics the writer published: the same bytes as writer
+  /// placement. variables() shows it as the output's dtype and shape.
   ConstView get(std::string_view name);
-  /// Exactly the box `sel` of the global array, pulled only from overlapping blocks.
+  /// Exactly the box `sel` of the global array, pulled only from overlapping blocks. For
+  /// a reader-placed variable, a box of the pipeline's output (the pipeline runs on the
+  /// whole array); a box outside the output throws InvalidArgument.
   ConstView get(std::string_view name, const Box& sel);
-  /// Copies the box into `dst` (`dst_bytes` must equal the box size).
+  /// Copies the box into `dst` (`dst_bytes` must equal the box size; reader-placed
+  /// variables as in get(name, sel)).
   void get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes);
   /// Block `index` of the variable's blocks (as variables() lists them), whole: how local
   /// arrays are read, and any block of the others.
@@ -126,6 +149,7 @@ class Reader {
   class Impl;
 
  private:
+  friend ReaderOps& reader_ops(Reader& r);  // the Python bindings' step.get(ops=...)
   std::unique_ptr<Impl> impl_;
 };
 

@@ -106,4 +106,40 @@ ArrayAttribute sample_ids(const std::vector<Sample>& samples) {
   return a;
 }
 
+void batch_ops_attributes(const SampleSignature& sig, const std::vector<Sample>& samples,
+                          const StepAttributes& step_attributes, Attributes& out) {
+  auto text = [](const Attributes& a, const std::string& key) -> std::string {
+    const auto it = a.find(key);
+    const auto* s = it == a.end() ? nullptr : std::get_if<std::string>(&it->second);
+    return s ? *s : std::string();
+  };
+  for (const auto& v : sig.vars) {
+    const std::string prefix = "ops." + v.name + ".";
+    std::string placement, pipeline;
+    bool first = true, same = true;
+    std::uint64_t last_step = ~std::uint64_t{0};
+    for (const auto& sample : samples) {
+      if (sample.step == last_step) continue;
+      last_step = sample.step;
+      const auto& attrs = step_attributes(sample.step);
+      std::string pl = text(attrs, prefix + "placement");
+      std::string key = pl == "reader" ? text(attrs, prefix + "pipeline") : std::string();
+      if (pl != "reader") pl.clear();
+      if (first) {
+        placement = std::move(pl);
+        pipeline = std::move(key);
+        first = false;
+      } else if (pl != placement || key != pipeline) {
+        same = false;
+      }
+    }
+    if (!same) {
+      out[prefix + "placement"] = std::string("mixed");
+    } else if (placement == "reader") {
+      out[prefix + "placement"] = placement;
+      out[prefix + "pipeline"] = pipeline;
+    }
+  }
+}
+
 }  // namespace twinstream

@@ -37,6 +37,16 @@ std::vector<wire::VariableMeta> batch_variables(const SampleSignature& sig,
                                                 const std::vector<Sample>& samples,
                                                 const StepVariables& step_variables);
 
+using StepAttributes = std::function<const Attributes&(std::uint64_t step)>;
+
+/// Marks the batch's reader-placed variables for the reader (reader_ops.hpp): for each
+/// sampled variable whose steps carried `ops.<x>.placement` = "reader", copies
+/// `ops.<x>.placement` and `ops.<x>.pipeline` into `out` when every sample's step agrees,
+/// else sets the placement to "mixed" (the reader refuses to guess). Writer-placed
+/// variables need nothing: their rows are already the output's.
+void batch_ops_attributes(const SampleSignature& sig, const std::vector<Sample>& samples,
+                          const StepAttributes& step_attributes, Attributes& out);
+
 /// (step index, row) of each sample as an int64 (n, 2) array: the batch's `sample_id`.
 ArrayAttribute sample_ids(const std::vector<Sample>& samples);
 

@@ -176,8 +176,8 @@ std::vector<std::string> split_names(const std::string& v) {
   return out;
 }
 
-const std::array<OptionRow<ReaderOptions>, 16>& reader_rows() {
-  static const std::array<OptionRow<ReaderOptions>, 16> rows{{
+const std::array<OptionRow<ReaderOptions>, 18>& reader_rows() {
+  static const std::array<OptionRow<ReaderOptions>, 18> rows{{
       {{"group", "", "str",
         "Reader group to join; members share a delivery policy (default: a group of its own)."},
        [](ReaderOptions& o, const std::string& v) { o.group = v; }},
@@ -269,6 +269,17 @@ const std::array<OptionRow<ReaderOptions>, 16>& reader_rows() {
                                  "efa) or auto");
          }
          o.fabric_provider = v;
+       }},
+      {{"cache", "off", "str",
+        "on: keep pre-processed results (reader-placed pipelines, get(ops=...)) across "
+        "steps, keyed by (source, step, variable, pipeline), least recently used evicted."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.cache = one_of("cache", v, {"on", "off", "true", "false"}) == "on" || v == "true";
+       }},
+      {{"cache_bytes", std::string_view("268435456"), "int",
+        "Bound of the reader's cache in bytes (results larger than it are not kept)."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.cache_bytes = parse_uint("cache_bytes", v, std::uint64_t{1} << 62);
        }},
   }};
   return rows;

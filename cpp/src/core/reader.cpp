@@ -11,6 +11,7 @@
 
 #include "core/contact.hpp"
 #include "core/log.hpp"
+#include "core/reader_ops.hpp"
 #include "core/writer_job.hpp"
 #include "transport/registry.hpp"
 #include "twinstream/errors.hpp"
@@ -66,6 +67,7 @@ class Reader::Impl {
 
   const std::string name_;
   const ReaderOptions opt_;
+  ReaderOps ops_{name_, opt_};  // reader-placed pipelines, the reader cache
 
  private:
   void open_fan_in(net::Deadline deadline);
@@ -227,7 +229,10 @@ StepStatus Reader::Impl::begin_step(double timeout) {
         s.end_step();  // before the step this reader job agreed to start at
         continue;
       }
-      if (st == StepStatus::Ok) in_step_ = last_ = &s;
+      if (st == StepStatus::Ok) {
+        in_step_ = last_ = &s;
+        ops_.begin_step();
+      }
       return st;
     }
   }
@@ -264,6 +269,7 @@ StepStatus Reader::Impl::begin_fan_in(net::Deadline deadline) {
         m.steps++;
         next_ = (i + 1) % n;
         in_step_ = last_ = m.source.get();
+        ops_.begin_step();
         return StepStatus::Ok;
       }
     }
@@ -299,6 +305,7 @@ WriterJob& Reader::Impl::current(const std::string& what) {
 void Reader::Impl::end_step() {
   auto& s = current("end_step");
   in_step_ = nullptr;
+  ops_.end_step();
   if (failed_in_step_ && failed_in_step_.get() == &s) {
     // Nobody to acknowledge to: the member is gone.
     retire(s);
@@ -336,6 +343,7 @@ std::uint64_t Reader::Impl::first_step() const {
 
 ReaderStats Reader::Impl::stats() const {
   ReaderStats out = retired_;
+  ops_.add_stats(out);
   for (const auto& m : members_) {
     if (!m.source) continue;
     const auto& s = m.source->stats();
@@ -386,7 +394,7 @@ const std::string& Reader::step_source() const {
   return impl_->last() ? impl_->last()->source() : kNoSource;
 }
 const std::vector<VariableInfo>& Reader::variables() const {
-  return impl_->last() ? impl_->last()->variables() : kNoVariables;
+  return impl_->last() ? impl_->ops_.variables(*impl_->last()) : kNoVariables;
 }
 const VariableInfo* Reader::find(std::string_view name) const {
   for (const auto& v : variables()) {
@@ -404,13 +412,15 @@ namespace {
 std::string get_of(std::string_view name) { return "get('" + std::string(name) + "')"; }
 }  // namespace
 ConstView Reader::get(std::string_view name) {
-  return impl_->read(get_of(name), [&](WriterJob& s) { return s.get(name, nullptr); });
+  return impl_->read(get_of(name),
+                     [&](WriterJob& s) { return impl_->ops_.get(s, name, nullptr); });
 }
 ConstView Reader::get(std::string_view name, const Box& sel) {
-  return impl_->read(get_of(name), [&](WriterJob& s) { return s.get(name, &sel); });
+  return impl_->read(get_of(name), [&](WriterJob& s) { return impl_->ops_.get(s, name, &sel); });
 }
 void Reader::get_into(std::string_view name, const Box& sel, void* dst, std::size_t dst_bytes) {
-  impl_->read(get_of(name), [&](WriterJob& s) { s.get_into(name, sel, dst, dst_bytes); });
+  impl_->read(get_of(name),
+              [&](WriterJob& s) { impl_->ops_.get_into(s, name, sel, dst, dst_bytes); });
 }
 ConstView Reader::get_block(std::string_view name, std::size_t index) {
   return impl_->read(get_of(name), [&](WriterJob& s) { return s.get_block(name, index); });
@@ -422,5 +432,6 @@ void Reader::close() { impl_->close(); }
 const std::string& Reader::name() const { return impl_->name_; }
 ReaderStats Reader::stats() const { return impl_->stats(); }
 std::vector<SourceInfo> Reader::sources() const { return impl_->sources(); }
+ReaderOps& reader_ops(Reader& r) { return r.impl_->ops_; }
 
 }  // namespace twinstream

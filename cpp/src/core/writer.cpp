@@ -547,6 +547,10 @@ wire::StepMeta Writer::Impl::batch_announcement(Peer& p, const Batch& b) {
                                 });
   m.attributes["sample_id"] = sample_ids(b.samples);
   m.attributes["pass"] = static_cast<std::int64_t>(b.pass);
+  batch_ops_attributes(
+      signatures_[p.group], b.samples,
+      [&](std::uint64_t step) -> const Attributes& { return queue_.find(step)->attributes; },
+      m.attributes);
   announce_common(p, m, *newest);
   return m;
 }

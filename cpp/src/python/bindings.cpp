@@ -341,6 +341,19 @@ PYBIND11_MODULE(_core, m) {
         d["data_plane"] = s.data_plane;
         d["data_plane_detail"] = s.data_plane_detail;
         d["data_plane_fallback"] = s.data_plane_fallback;
+        d["ops_seconds"] = s.ops_seconds;
+        d["ops_last_seconds"] = s.ops_last_seconds;
+        d["ops_steps"] = s.ops_steps;
+        d["ops_runs"] = s.ops_runs;
+        if (s.cache) {
+          d["cache_hits"] = s.cache_hits;
+          d["cache_misses"] = s.cache_misses;
+          d["cache_evictions"] = s.cache_evictions;
+          d["cache_rejected"] = s.cache_rejected;
+          d["cache_bytes"] = s.cache_bytes;
+          d["cache_entries"] = s.cache_entries;
+          d["cache_max_bytes"] = s.cache_max_bytes;
+        }
         return d;
       });
 }

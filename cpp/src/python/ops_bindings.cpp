@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "core/reader_ops.hpp"
 #include "ops/cache.hpp"
 #include "ops/codec.hpp"
 #include "ops/pipeline.hpp"
@@ -179,6 +180,38 @@ void register_ops(py::module_& m) {
         return array_over(t->dtype, t->shape, t->data, t);
       },
       py::arg("packed"));
+
+  // A stream reader's own pipelines (step.get(name, ops=...)): run by the C++ reader,
+  // through its cache and operator-time counters, like the pipelines the writer placed.
+  m.def(
+      "reader_apply",
+      [](Reader& r, const std::string& label, const std::string& key, const py::array& array,
+         const py::list& fns) {
+        const Pipeline p = Pipeline::parse(key);
+        auto a = py::array::ensure(array, py::array::c_style);
+        if (!a) throw InvalidArgument("step.get(ops=...) needs a numpy array");
+        const TensorView in{dtype_of(a.dtype()), shape_of(a), a.data()};
+        const auto python = python_runner(fns);
+        std::shared_ptr<const PipelineResult> out;
+        {
+          py::gil_scoped_release nogil;
+          out = reader_ops(r).run_requested(r, label, p, in, python);
+        }
+        return output_array(std::move(out));
+      },
+      py::arg("reader"), py::arg("label"), py::arg("key"), py::arg("array"), py::arg("fns"));
+  m.def(
+      "reader_cached",
+      [](Reader& r, std::uint64_t step, const std::string& name, const std::string& key,
+         const std::string& source) -> py::object {
+        auto hit = reader_ops(r).cached(step, source, name, key);
+        if (!hit) return py::none();
+        return output_array(std::move(hit));
+      },
+      py::arg("reader"), py::arg("step"), py::arg("name"), py::arg("key"), py::arg("source"));
+  m.def(
+      "reader_step_ops_seconds", [](Reader& r) { return reader_ops(r).step_seconds(); },
+      py::arg("reader"));
 
   py::class_<ResultCache>(m, "OpsCache")
       .def(py::init<std::uint64_t>(), py::arg("max_bytes"))
