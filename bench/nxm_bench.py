@@ -91,13 +91,13 @@ def run(p: int, q: int, nbytes: int, steps: int, plane: str) -> dict:
             "GBps": total / t / 1e9}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="4K,1M,16M,64M")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--planes", default="shm,tcp")
     ap.add_argument("--json")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     records, ratios = [], []
     for plane in a.planes.split(","):
         for size in a.sizes.split(","):
@@ -128,7 +128,8 @@ def main() -> None:
     print(json.dumps(projection))
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

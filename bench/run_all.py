@@ -31,6 +31,7 @@ import e2e  # noqa: E402
 import e2e_baselines  # noqa: E402
 import groups  # noqa: E402
 import mpi_bench  # noqa: E402
+import nxm_bench  # noqa: E402
 import ops_bench  # noqa: E402
 import ops_e2e  # noqa: E402
 import planes_bench  # noqa: E402
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     if mpi_bench.mpi_available():
         mpi_rc = mpi_bench.main(["--json", str(args.out / "mpi.json")])
         failed = failed or mpi_rc != 0
+        # N x M: a writer job of 2 ranks to a reader job of 3 against 1 -> 1 (nxm_bench.py).
+        failed = failed or nxm_bench.main(["--json", str(args.out / "nxm.json")]) != 0
     return 1 if failed else 0
 
 
