@@ -398,3 +398,22 @@ def test_cpp_mpi_simulation_to_python_reader_job(mpi, tmp_path):
     assert writer.returncode == 0 and wout.count("done") == 3, wout
     for res in _results(d, 2):
         assert res["seen"] == [0, 1, 2, 3] and res["checked"] == 12, res
+
+
+def test_writer_rank_killed_ends_the_reader_with_an_error_naming_it(mpi, tmp_path):
+    """Writer rank 1 is SIGKILLed after step 1 (mpiexec then ends its job): the reader job
+    does not hang; its error names the stream and the writer rank."""
+    env = _env(1)
+    writer = subprocess.Popen([str(MPIEXEC), *_job("writer", 2, tmp_path, 6, "crash")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        reader = subprocess.run([str(MPIEXEC), *_job("reader", 1, tmp_path, 6)], env=env,
+                                capture_output=True, text=True, timeout=120)
+        writer.communicate(timeout=120)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.communicate(timeout=30)
+    assert reader.returncode != 0
+    err = reader.stdout + reader.stderr
+    assert "ConnectionError" in err and "stream 'nxm'" in err and "writer rank" in err, err

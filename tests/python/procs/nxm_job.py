@@ -3,10 +3,11 @@ global array (uneven, 1-3 blocks per rank, one row left out: a gap), a joined ar
 r puts 2r rows: rank 0 none) and local blocks; or a reader job of Q ranks, opened
 collectively, each reading random boxes and checking every value.
 
-    nxm_job.py writer|reader DIR STEPS [late] [die] [PLANE]
+    nxm_job.py writer|reader DIR STEPS [late] [die] [crash] [PLANE]
 
 late: reader ranks open at different times (the collective open aligns them); die: reader
-rank 1 SIGKILLs itself while it holds step 1 (the writer job must not hang).
+rank 1 SIGKILLs itself while it holds step 1 (the writer job must not hang); crash: writer
+rank 1 SIGKILLs itself after step 1 (readers must not hang either).
 
 Launched together (MPMD, ``-n P ... writer : -n Q ... reader``) the ranks split
 MPI_COMM_WORLD by MPI_APPNUM. Each reader rank writes DIR/reader-<rank>.json.
@@ -51,7 +52,7 @@ def expected(step: int, ranks: int) -> np.ndarray:
     return out
 
 
-def write(comm, d: str, steps: int, late: bool, die: bool, plane: str) -> None:
+def write(comm, d: str, steps: int, late: bool, crash: bool, plane: str) -> None:
     rank, ranks = comm.Get_rank(), comm.Get_size()
     shape = global_shape(ranks)
     full = None
@@ -71,6 +72,8 @@ def write(comm, d: str, steps: int, late: bool, die: bool, plane: str) -> None:
                     s.put("patch", np.full((k + 1, 2), 100 * rank + k + i, np.int32), local=True)
                 if rank == 0:
                     s.attrs["step"] = i
+            if crash and rank == 1 and i == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
             comm.Barrier()  # a simulation's ranks advance together
     print("WRITER", rank, "done", flush=True)
 
@@ -115,8 +118,9 @@ def read(comm, d: str, steps: int, late: bool, die: bool, plane: str) -> None:
 def main() -> None:
     role, d, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
     flags = sys.argv[4:]
-    late, die = "late" in flags, "die" in flags
-    plane = next((a for a in flags if a not in ("late", "die")), "auto")
+    late = "late" in flags
+    die = ("crash" if role == "writer" else "die") in flags
+    plane = next((a for a in flags if a not in ("late", "die", "crash")), "auto")
     world = MPI.COMM_WORLD
     appnum = world.Get_attr(MPI.APPNUM)
     # MPMD launch: each program's ranks form their own job.
