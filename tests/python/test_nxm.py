@@ -417,3 +417,34 @@ def test_writer_rank_killed_ends_the_reader_with_an_error_naming_it(mpi, tmp_pat
     assert reader.returncode != 0
     err = reader.stdout + reader.stderr
     assert "ConnectionError" in err and "stream 'nxm'" in err and "writer rank" in err, err
+
+
+def test_reader_joining_between_ranks_steps_starts_at_the_first_whole_step(tmp_path):
+    """Rank 0 is a step ahead when the reader joins: the reader starts at the first step
+    every rank will offer it, and that is not counted as a drop."""
+    d = str(tmp_path)
+    ws = [ts.open("skew", "w", dir=d, rank=r, ranks=2, job="k") for r in range(2)]
+
+    def one(w, i):
+        with w.step() as s:
+            s.put("x", np.full(2, i), shape=(4,), start=(2 * ws.index(w),))
+
+    try:
+        for i in range(2):
+            for w in ws:
+                one(w, i)
+        one(ws[0], 2)  # rank 0 runs ahead
+        r = ts.open("skew", "r", dir=d, timeout=10)
+        assert r._r.first_step == 3
+        one(ws[1], 2)
+        for w in ws:
+            one(w, 3)
+        assert r.begin_step(timeout=10) is ts.StepStatus.OK
+        step = r.current_step
+        assert step.index == 3 and np.array_equal(step["x"], [3, 3, 3, 3])
+        r.end_step()
+        assert r.stats()["dropped"] == 0
+        r.close()
+    finally:
+        for w in ws:
+            w.close()

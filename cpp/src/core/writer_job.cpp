@@ -84,17 +84,19 @@ StepStatus WriterJob::begin_step(net::Deadline deadline) {
     }
     std::uint64_t target = 0;
     for (const auto& r : ranks_) target = std::max(target, r->step().index);
-    bool behind = false;
+    bool behind = false, dropped = false;
+    const auto first = first_step();
     for (auto& r : ranks_) {
       if (r->step().index < target) {
+        // Dropped at another rank (nobody can read it whole), or older than what some
+        // rank offers a reader that joined mid-stream (not a drop: never on offer).
         behind = true;
-        r->end_step();  // dropped at another rank: nobody can read it whole
+        dropped = dropped || r->step().index >= first;
+        r->end_step();
       }
     }
-    if (behind) {
-      ++skipped_;
-      continue;
-    }
+    if (dropped) ++skipped_;
+    if (behind) continue;
     merge();
     ++steps_;
     in_step_ = true;
