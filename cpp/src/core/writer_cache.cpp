@@ -24,11 +24,12 @@ std::vector<std::pair<std::string, ops::Pipeline>> parse_writer_ops(std::string_
     pos = end + 1;
     if (item.empty()) continue;
     const auto eq = item.find('=');
-    if (eq == std::string_view::npos || eq == 0) {
-      throw InvalidArgument(w + ": '" + std::string(item) + "' is not variable=<pipeline>; "
+    const auto not_a_request = [&] {
+      return InvalidArgument(w + ": '" + std::string(item) + "' is not variable=<pipeline>; "
                             "write 'x=cast(to=float16);y=log1p' (Python: writer_ops={\"x\": "
                             "[ts.ops.cast(\"float16\")]})");
-    }
+    };
+    if (eq == std::string_view::npos || eq == 0) throw not_a_request();
     std::string variable(item.substr(0, eq));
     for (const auto& [v, p] : out) {
       if (v == variable) {
@@ -40,6 +41,13 @@ std::vector<std::pair<std::string, ops::Pipeline>> parse_writer_ops(std::string_
     try {
       pipeline = ops::Pipeline::parse(item.substr(eq + 1));
     } catch (const InvalidArgument& e) {
+      // "cast(to=float16)" alone splits at its own '=': say what is missing.
+      bool whole_is_pipeline = false;
+      try {
+        whole_is_pipeline = !ops::Pipeline::parse(item).empty();
+      } catch (const InvalidArgument&) {
+      }
+      if (whole_is_pipeline) throw not_a_request();
       throw InvalidArgument(w + " variable '" + variable + "': " + e.what());
     }
     if (pipeline.empty()) {
