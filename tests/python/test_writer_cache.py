@@ -5,7 +5,12 @@ evicted results are recomputed to the same bytes, and a bad request is refused a
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,15 +61,15 @@ def finish(r) -> None:
     r.close()
 
 
-def test_groups_asking_the_same_pipeline_share_one_compute(ctx, remote_plane):
+def test_groups_asking_the_same_pipeline_share_one_compute(ctx, plane):
     go = ctx.signal_file()
-    w = ctx.spawn_writer(remote_plane, steps=STEPS, scenario="fields", pauses={"-1": go},
+    w = ctx.spawn_writer(plane, steps=STEPS, scenario="fields", pauses={"-1": go},
                          options={"min_readers": 4, "queue_limit": STEPS})
     ops = {"img": IMG_OPS, "field": FIELD_OPS}
-    ra = ctx.open_reader(remote_plane, group="a", writer_ops=ops)
-    rb = ctx.open_reader(remote_plane, group="b", writer_ops=ops)
-    rc = ctx.open_reader(remote_plane, group="c", writer_ops={"img": OTHER_OPS})
-    rd = ctx.open_reader(remote_plane, group="d")
+    ra = ctx.open_reader(plane, group="a", writer_ops=ops)
+    rb = ctx.open_reader(plane, group="b", writer_ops=ops)
+    rc = ctx.open_reader(plane, group="c", writer_ops={"img": OTHER_OPS})
+    rd = ctx.open_reader(plane, group="d")
     ctx.fire(go)
     exp = expected()
     got = {k: read_steps(r, STEPS) for k, r in (("a", ra), ("b", rb), ("c", rc), ("d", rd))}
@@ -213,3 +218,16 @@ def test_bad_requests_are_refused_at_open(ctx):
     assert "writer_ops" in msg and "'img'" in msg and "frobnicate" in msg and ctx.name in msg, msg
     assert wait_closed(s, 10)
     w.close()
+
+
+@pytest.mark.timeout(120)
+def test_readme_example_runs_as_written(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+                 if "writer_ops=" in b)
+    (tmp_path / "example.py").write_text(block)
+    env = dict(os.environ, TWINSTREAM_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["8", "8", "8"], out.stdout
