@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import (T_ERROR, T_HELLO, assert_array_same, decode_error, frame, hello_payload,
-                      read_contact, recv_frame, ts, tsproc, wait_closed, wire_str)
+                      read_contact, recv_frame, ts, tsproc, wait_closed, wait_until, wire_str)
 
 STEPS = 4
 IMG_OPS = [ts.ops.cast("float32"), ts.ops.log1p(), ts.ops.clip(0.5, 5.0),
@@ -231,3 +231,30 @@ def test_readme_example_runs_as_written(tmp_path):
                          capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["8", "8", "8"], out.stdout
+
+
+def test_results_are_released_on_end_step_and_departure(ctx):
+    """An entry is pinned while a reader holds its step: it goes with the step once the
+    reader acknowledges it, or once the reader leaves without doing so."""
+    w = ctx.open_writer(queue_limit=4)
+    ra = ctx.open_reader("tcp", group="a", writer_ops={"img": IMG_OPS})
+    rb = ctx.open_reader("tcp", group="b", writer_ops={"img": IMG_OPS})
+    assert wait_until(lambda: w.stats()["readers"] == 2, 10)
+    for i in range(2):
+        with w.step() as s:
+            s.put("img", tsproc.fields_step(i)[1])
+    for r in (ra, rb):
+        assert r.begin_step(30) is ts.StepStatus.OK
+        assert_array_same(np.array(r.current_step["img"]), expected(1)[0]["img"])
+    st = w.stats()
+    assert st["cache_entries"] >= 1 and st["cache_bytes"] >= 4096, st
+    ra.end_step()
+    rb.end_step()
+    # Step 0 acknowledged by both: its result goes. Step 1 is held (prefetched) by both.
+    assert wait_until(lambda: w.stats()["cache_entries"] == 1, 10), w.stats()
+    ra.close()
+    rb.close()  # left holding step 1: its result goes too
+    assert wait_until(lambda: w.stats()["cache_entries"] == 0, 10), w.stats()
+    st = w.stats()
+    assert st["cache_bytes"] == 0 and st["cache_misses"] == 2 and st["cache_hits"] == 2, st
+    w.close()

@@ -708,7 +708,8 @@ void Writer::Impl::remove_reader(ReaderId id, const std::string& reason) {
   }
   (quiet ? log::info : log::warn)("stream '" + name_ + "': " + it->second.who + " " + reason +
                                   what);
-  while (!it->second.served.empty()) release_served(it->second, it->second.served.begin()->first);
+  auto& served = it->second.served;
+  while (!served.empty()) release_served(it->second, served.begin()->first);
   for (auto& slot : queue_.remove_reader(id, gid, redeliver)) release(std::move(slot));
   if (auto gone = groups_.leave(id)) {
     signatures_.erase(*gone);
