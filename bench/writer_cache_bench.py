@@ -103,17 +103,17 @@ def run_one(mode: str, k: int, steps: int, shape: list[int], tmp: str) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--role")
     ap.add_argument("args", nargs="?")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(RESULTS / "writer_cache.json"))
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.role:
         fn = role_writer if a.role == "writer" else role_reader
         print(json.dumps(fn(json.loads(a.args))), flush=True)
-        return
+        return 0
     steps = 10 if a.quick else 30
     shape = [256, 256, 4] if a.quick else [512, 512, 4]  # float64: 2 MiB / 8 MiB a step
     runs = []
@@ -141,7 +141,8 @@ def main() -> None:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(ratios, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
