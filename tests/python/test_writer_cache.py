@@ -117,7 +117,8 @@ def test_history_newcomer_and_tiny_cache(ctx):
     plane = "shm"
     go, done = ctx.signal_file(), ctx.signal_file("done")
     cache_bytes = 2 * 4096  # every result here is charged one page
-    w = ctx.spawn_writer(plane, steps=STEPS, scenario="fields", pauses={"-1": go, str(STEPS - 1): done},
+    pauses = {"-1": go, str(STEPS - 1): done}
+    w = ctx.spawn_writer(plane, steps=STEPS, scenario="fields", pauses=pauses,
                          options={"min_readers": 2, "queue_limit": STEPS, "history": STEPS,
                                   "cache_bytes": cache_bytes})
     ops = {"img": IMG_OPS, "field": FIELD_OPS}
@@ -154,7 +155,8 @@ def test_history_newcomer_and_tiny_cache(ctx):
 def test_history_newcomer_hits_with_room(ctx):
     plane = "tcp"
     go, done = ctx.signal_file(), ctx.signal_file("done")
-    w = ctx.spawn_writer(plane, steps=STEPS, scenario="fields", pauses={"-1": go, str(STEPS - 1): done},
+    pauses = {"-1": go, str(STEPS - 1): done}
+    w = ctx.spawn_writer(plane, steps=STEPS, scenario="fields", pauses=pauses,
                          options={"min_readers": 1, "queue_limit": STEPS, "history": STEPS})
     ra = ctx.open_reader(plane, writer_ops={"img": IMG_OPS})
     ctx.fire(go)
