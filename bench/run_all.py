@@ -7,6 +7,7 @@
   2. bench/ops_bench.py (kernels vs memcpy/numpy) -> bench/results/ops.json
   3. bench/e2e.py (twinstream vs. baselines)     -> bench/results/e2e.json
   3b. bench/ops_e2e.py (placement, cache)       -> bench/results/ops_e2e.{json,png}
+  3c. bench/writer_cache_bench.py (writer cache) -> bench/results/writer_cache.json
   4. summary tables, targets marked PASS/MISS    -> bench/results/summary.md (also printed)
 
 Binaries default to the `make cpp` build (build/cpp/bench/...) and fall back to the dev
@@ -34,6 +35,7 @@ import mpi_bench  # noqa: E402
 import nxm_bench  # noqa: E402
 import ops_bench  # noqa: E402
 import ops_e2e  # noqa: E402
+import writer_cache_bench  # noqa: E402
 import planes_bench  # noqa: E402
 from baselines import parse_size  # noqa: E402
 
@@ -138,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, subprocess.SubprocessError, OSError, ImportError) as exc:
         ops_e2e_rc = 1
         print(f"ops_e2e FAILED: {exc}", file=sys.stderr)
+    # Writer-side cache vs each reader computing, 1, 2, 4 groups.
+    try:
+        wc_rc = writer_cache_bench.main(["--out", str(args.out / "writer_cache.json")])
+        ops_e2e_rc = ops_e2e_rc or wc_rc
+    except (RuntimeError, subprocess.SubprocessError, OSError, ImportError, ValueError) as exc:
+        ops_e2e_rc = 1
+        print(f"writer_cache_bench FAILED: {exc}", file=sys.stderr)
 
     total = time.monotonic() - t0
     summary = e2e.render_summary(records, meta)

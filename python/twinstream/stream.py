@@ -283,6 +283,12 @@ class Writer:
         return self._w.address
 
     def stats(self) -> dict[str, Any]:
+        """Counters: steps, dropped, blocked_s, bytes, readers, queued; ``ops_seconds``
+        (time the writer's operators took, defined and requested pipelines),
+        ``ops_last_seconds``, ``ops_steps``; the writer-side cache of the pipelines readers
+        ask for (``writer_ops``): ``cache_hits``, ``cache_misses``, ``cache_evictions``,
+        ``cache_rejected``, ``cache_bytes`` (never above ``cache_max_bytes``) and
+        ``cache_entries``."""
         return self._w.stats()
 
     def __del__(self) -> None:
@@ -462,6 +468,8 @@ class Reader:
     def __init__(self, name: str, *, comm: Any = None, **options: Any):
         self.name = name
         self._timeout = float(options.get("timeout", 60.0))
+        if "writer_ops" in options:
+            options = dict(options, writer_ops=_writer_ops_text(options["writer_ops"]))
         # Reader-placed pipelines, get(ops=...) and the cache (cache="on") live in the C++
         # reader, so that a C++ and a Python reader get the same bytes.
         if comm is None:
@@ -554,6 +562,32 @@ class Reader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _writer_ops_text(requests: Any) -> str | None:
+    """The reader option writer_ops as text: {"x": [ops...]} -> "x=<pipeline key>;..."."""
+    if requests is None or isinstance(requests, str):
+        return requests
+    if not isinstance(requests, Mapping):
+        raise _core.InvalidArgument(
+            "writer_ops must map variable names to ts.ops pipelines, e.g. "
+            "writer_ops={'x': [ts.ops.cast('float16')]}")
+    parts = []
+    for name, ops in requests.items():
+        if not isinstance(name, str) or not name or ";" in name or "=" in name:
+            raise _core.InvalidArgument(
+                f"writer_ops: variable name {name!r} must be a non-empty string without ';' "
+                "or '='")
+        pipeline = ops if isinstance(ops, _ops.Pipeline) else (
+            _ops.Pipeline([]) if isinstance(ops, str) else _ops.Pipeline(ops))
+        key = _core.ops_canonical(ops) if isinstance(ops, str) else pipeline.key
+        if pipeline.fns():
+            raise _core.InvalidArgument(
+                f"writer_ops variable {name!r}: python() operators cannot run on the writer "
+                "(only their name would travel); run them in the reader with "
+                "step.get(name, ops=[...])")
+        parts.append(f"{name}={key}")
+    return ";".join(parts)
 
 
 def open(name: str, mode: str = "r", **options: Any) -> Writer | Reader:  # noqa: A001

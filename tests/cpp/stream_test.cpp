@@ -325,6 +325,57 @@ TEST_P(StreamTest, WriterPlacedPipelineRunsOnTheAssembledArray) {
   writer.join();
 }
 
+TEST_P(StreamTest, WriterOpsAreComputedOnceAndSharedThroughTheWriterCache) {
+  // Two groups ask the writer for the same pipeline; a cache of three pages (each result
+  // is one) keeps some steps and evicts or refuses the rest, on the service thread.
+  constexpr int kSteps = 12;
+  WriterStats stats;
+  std::thread writer([&] {
+    Writer w("wops", writer_options({{"min_readers", "2"},
+                                     {"queue_limit", std::to_string(kSteps)},
+                                     {"cache_bytes", "12288"}}));
+    for (int i = 0; i < kSteps; ++i) {
+      std::vector<double> f(64 * 8);
+      for (std::size_t k = 0; k < f.size(); ++k) f[k] = i + 0.25 * static_cast<double>(k);
+      w.begin_step();
+      w.put("f", DType::Float64, {64, 8}, {0, 0}, {32, 8}, f.data());  // two blocks
+      w.put("f", DType::Float64, {64, 8}, {32, 0}, {32, 8}, f.data() + 32 * 8);
+      w.end_step();
+    }
+    w.close();
+    stats = w.stats();
+  });
+  Reader a("wops", reader_options({{"group", "a"}, {"writer_ops", "f=cast(to=float32)"}}));
+  Reader b("wops", reader_options({{"group", "b"}, {"writer_ops", "f=cast(to=float32)"}}));
+  std::vector<bool> cached[2];
+  for (int who = 0; who < 2; ++who) {
+    Reader& r = who == 0 ? a : b;
+    while (r.begin_step() == StepStatus::Ok) {
+      const auto i = static_cast<double>(r.step_index());
+      auto v = r.get("f");
+      ASSERT_EQ(v.dtype, DType::Float32);
+      ASSERT_EQ(v.shape, (Dims{64, 8}));
+      const auto* f = reinterpret_cast<const float*>(v.data);
+      for (std::size_t k = 0; k < 64 * 8; ++k) {
+        ASSERT_EQ(f[k], static_cast<float>(i + 0.25 * static_cast<double>(k)));
+      }
+      const auto& attrs = r.step_attributes();
+      EXPECT_EQ(std::get<std::string>(attrs.at("ops.f.placement")), "writer");
+      cached[who].push_back(std::get<bool>(attrs.at("ops.f.cached")));
+      r.end_step();
+    }
+  }
+  writer.join();
+  ASSERT_EQ(cached[0].size(), std::size_t{kSteps});
+  ASSERT_EQ(cached[1].size(), std::size_t{kSteps});
+  std::uint64_t hits = 0;
+  for (int i = 0; i < kSteps; ++i) hits += cached[0][i] + cached[1][i];
+  EXPECT_EQ(stats.cache_hits, hits);
+  EXPECT_EQ(stats.cache_hits + stats.cache_misses, 2u * kSteps);
+  EXPECT_LE(stats.cache_bytes, 12288u);
+  EXPECT_EQ(stats.cache_max_bytes, 12288u);
+}
+
 std::vector<std::string> planes_of_this_build() {
   std::vector<std::string> out{"inproc", "shm", "tcp"};
   for (const auto& p : data_planes()) {

@@ -749,6 +749,56 @@ TEST(WireRoundTrip, Hello) {
   EXPECT_EQ(got2.host_id, limits.host_id);
 }
 
+TEST(WireRoundTrip, HelloWriterOpsIsTheLastTrailingField) {
+  Hello h = sample_hello();
+  const auto plain = encode(h);
+  h.writer_ops = "x=cast(to=float16);y=log1p|cast(to=float32)";
+  // Without a plane option: an empty one goes first, so that the writer_ops is the field
+  // after it (4 bytes of length), then the writer_ops string.
+  const auto with = encode(h);
+  EXPECT_EQ(with.size(), plain.size() + 4 + 4 + h.writer_ops.size());
+  auto got = decode_hello(payload_of(with, MsgType::Hello));
+  EXPECT_EQ(got.plane_option, "");
+  EXPECT_EQ(got.writer_ops, h.writer_ops);
+  EXPECT_EQ(got.shuffle, h.shuffle);
+  h.plane_option = "tcp";
+  got = decode_hello(payload_of(encode(h), MsgType::Hello));
+  EXPECT_EQ(got.plane_option, "tcp");
+  EXPECT_EQ(got.writer_ops, h.writer_ops);
+  // A hello without it decodes as before.
+  EXPECT_EQ(decode_hello(payload_of(plain, MsgType::Hello)).writer_ops, "");
+}
+
+TEST(WireReject, HelloWriterOpsTruncatedOrEmpty) {
+  Hello h = sample_hello();
+  const auto base = payload_of(encode(h), MsgType::Hello).size();
+  h.writer_ops = "x=cast(to=float16)";
+  const Bytes full = payload_of(encode(h), MsgType::Hello);
+  // Every cut inside the trailing fields is refused, except the one right after the
+  // fixed fields (a hello without trailing fields).
+  for (std::size_t n = base; n < full.size(); ++n) {
+    const std::span<const std::byte> prefix(full.data(), n);
+    if (n == base) {
+      EXPECT_EQ(decode_hello(prefix).writer_ops, "");
+    } else {
+      EXPECT_THROW(decode_hello(prefix), ProtocolError) << "prefix of " << n << " bytes";
+    }
+  }
+  // An empty plane option followed by nothing, or by an empty writer_ops, is not a hello
+  // an encoder makes.
+  Bytes empty_option(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(base));
+  Bytes len0(4, std::byte{0});
+  empty_option.insert(empty_option.end(), len0.begin(), len0.end());
+  EXPECT_THROW(decode_hello(empty_option), ProtocolError);
+  empty_option.insert(empty_option.end(), len0.begin(), len0.end());
+  EXPECT_THROW(decode_hello(empty_option), ProtocolError);
+  // Over its limit.
+  h.writer_ops = std::string(kMaxWriterOpsBytes + 1, 'x');
+  EXPECT_THROW(decode_hello(payload_of(encode(h), MsgType::Hello)), ProtocolError);
+  h.writer_ops.pop_back();
+  EXPECT_NO_THROW(decode_hello(payload_of(encode(h), MsgType::Hello)));
+}
+
 TEST(WireRoundTrip, Welcome) {
   const auto w = sample_welcome();
   const auto got = decode_welcome(payload_of(encode(w), MsgType::Welcome));

@@ -54,6 +54,7 @@ struct WriterOptions {
   std::uint32_t rank = 0;       // this process's rank in a writer job of `ranks`
   std::uint32_t ranks = 1;      // processes that write the stream together (N x M)
   std::string job;              // identifier shared by the job's ranks
+  std::uint64_t cache_bytes = 256ull << 20;  // bound of the writer-side cache (writer_ops)
 };
 
 struct ReaderOptions {
@@ -71,6 +72,7 @@ struct ReaderOptions {
   std::string fabric_provider;  // libfabric provider for data_plane=fabric; empty: $FI_PROVIDER or auto
   bool cache = false;           // keep pre-processed results (reader-placed, requested) across steps
   std::uint64_t cache_bytes = 256ull << 20;  // bound of that cache
+  std::string writer_ops;       // "var=<pipeline>;...": pipelines the writer runs for it
 };
 
 /// Parses text options; throws InvalidArgument for an unknown key or a bad value.

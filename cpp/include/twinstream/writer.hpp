@@ -26,6 +26,14 @@ struct WriterStats {
   double ops_seconds = 0;           // time the writer's operators took, all steps
   double ops_last_seconds = 0;      // ... in the last step that ran any
   std::uint64_t ops_steps = 0;      // steps in which operators ran
+  // Writer-side cache of the pipelines readers ask it to run (reader option writer_ops).
+  std::uint64_t cache_hits = 0;       // results served from the cache
+  std::uint64_t cache_misses = 0;     // results computed
+  std::uint64_t cache_evictions = 0;  // entries removed to make room (least recently used)
+  std::uint64_t cache_rejected = 0;   // computed results not kept (no room beside pinned ones)
+  std::uint64_t cache_bytes = 0;      // held now, never above cache_max_bytes
+  std::uint64_t cache_entries = 0;
+  std::uint64_t cache_max_bytes = 0;  // writer option cache_bytes
 };
 
 /// Where a variable's pre-processing pipeline runs (Writer::define).

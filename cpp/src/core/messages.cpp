@@ -34,7 +34,8 @@ std::vector<std::byte> encode(const Hello& m) {
   e.u32(m.shuffle.passes);
   e.u32(static_cast<std::uint32_t>(m.shuffle.variables.size()));
   for (const auto& v : m.shuffle.variables) e.str(v);
-  if (!m.plane_option.empty()) e.str(m.plane_option);
+  if (!m.plane_option.empty() || !m.writer_ops.empty()) e.str(m.plane_option);
+  if (!m.writer_ops.empty()) e.str(m.writer_ops);
   return std::move(e.finish());
 }
 
@@ -73,7 +74,13 @@ Hello decode_hello(std::span<const std::byte> p) {
   if (d.remaining() > 0) {
     // Encoded only when set: an empty one is bytes that do not belong here.
     m.plane_option = d.str(256);
-    if (m.plane_option.empty()) throw ProtocolError("empty trailing plane option in hello");
+    if (d.remaining() > 0) {
+      // An empty plane option is sent only to reach this one, which is never empty.
+      m.writer_ops = d.str(kMaxWriterOpsBytes);
+      if (m.writer_ops.empty()) throw ProtocolError("empty trailing writer_ops in hello");
+    } else if (m.plane_option.empty()) {
+      throw ProtocolError("empty trailing plane option in hello");
+    }
   }
   d.finish();
   return m;

@@ -22,6 +22,9 @@ namespace twinstream::wire {
 
 using Token = std::array<std::uint8_t, kTokenSize>;
 
+/// Longest Hello::writer_ops text (the writer reads a hello of at most 8 KiB).
+inline constexpr std::size_t kMaxWriterOpsBytes = 4096;
+
 enum class Role : std::uint8_t { Control = 1, Data = 2 };
 
 /// First frame of every connection, reader -> writer.
@@ -40,6 +43,10 @@ struct Hello {
   ShuffleOptions shuffle;        // policy shuffle: the group's parameters
   // Trailing: what the reader resolved for its plane (fabric: the provider it opened).
   std::string plane_option;
+  // Trailing, after plane_option (then sent even when empty): the pipelines the reader
+  // asks the writer to run for it, "var=<pipeline key>;var2=<key>" (reader option
+  // writer_ops).
+  std::string writer_ops;
 };
 
 /// Writer's answer to a control Hello.

@@ -7,6 +7,7 @@
 #include <functional>
 #include <vector>
 
+#include "core/writer_cache.hpp"
 #include "twinstream/errors.hpp"
 
 namespace twinstream {
@@ -57,8 +58,8 @@ std::string one_of(std::string_view key, const std::string& v,
   throw InvalidArgument("option " + std::string(key) + "='" + v + "' must be one of: " + list);
 }
 
-const std::array<OptionRow<WriterOptions>, 17>& writer_rows() {
-  static const std::array<OptionRow<WriterOptions>, 17> rows{{
+const std::array<OptionRow<WriterOptions>, 18>& writer_rows() {
+  static const std::array<OptionRow<WriterOptions>, 18> rows{{
       {{"queue_limit", "2", "int",
         "Most unacknowledged steps the writer keeps (at least 1; never unbounded)."},
        [](WriterOptions& o, const std::string& v) {
@@ -159,6 +160,14 @@ const std::array<OptionRow<WriterOptions>, 17>& writer_rows() {
          }
          o.job = v;
        }},
+      {{"cache_bytes", std::string_view("268435456"), "int",
+        "Bound of the writer-side cache in bytes: results of the pipelines readers ask the "
+        "writer to run (reader option writer_ops), kept per (step, variable, pipeline) and "
+        "shared by every reader asking the same; least recently used evicted. 0: nothing is "
+        "kept (every request is computed for its reader)."},
+       [](WriterOptions& o, const std::string& v) {
+         o.cache_bytes = parse_uint("cache_bytes", v, std::uint64_t{1} << 62);
+       }},
   }};
   return rows;
 }
@@ -176,8 +185,8 @@ std::vector<std::string> split_names(const std::string& v) {
   return out;
 }
 
-const std::array<OptionRow<ReaderOptions>, 18>& reader_rows() {
-  static const std::array<OptionRow<ReaderOptions>, 18> rows{{
+const std::array<OptionRow<ReaderOptions>, 19>& reader_rows() {
+  static const std::array<OptionRow<ReaderOptions>, 19> rows{{
       {{"group", "", "str",
         "Reader group to join; members share a delivery policy (default: a group of its own)."},
        [](ReaderOptions& o, const std::string& v) { o.group = v; }},
@@ -280,6 +289,15 @@ const std::array<OptionRow<ReaderOptions>, 18>& reader_rows() {
         "Bound of the reader's cache in bytes (results larger than it are not kept)."},
        [](ReaderOptions& o, const std::string& v) {
          o.cache_bytes = parse_uint("cache_bytes", v, std::uint64_t{1} << 62);
+       }},
+      {{"writer_ops", "", "str",
+        "Pipelines the writer runs for this reader, 'var=<pipeline>;var2=<pipeline>' "
+        "(Python: a dict of operator lists): the reader gets each variable as the output, "
+        "computed once per (step, variable, pipeline) and shared through the writer's "
+        "cache by every reader asking the same."},
+       [](ReaderOptions& o, const std::string& v) {
+         (void)parse_writer_ops(v, "option writer_ops");  // refused here, not at the writer
+         o.writer_ops = v;
        }},
   }};
   return rows;

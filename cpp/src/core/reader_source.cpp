@@ -89,6 +89,7 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
         hello.latest = opt_.latest;
         hello.shuffle = opt_.shuffle;
         hello.plane_option = choice.option;
+        hello.writer_ops = opt_.writer_ops;
         if (net::send_all(ctrl_.get(), wire::encode(hello), deadline) != net::IoStatus::Ok) {
           throw ConnectionError("could not send its hello");
         }

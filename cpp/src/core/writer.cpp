@@ -429,6 +429,8 @@ void Writer::Impl::close() {
     pending_.clear();
     queue_.clear();
     free_slots_.clear();
+    cache_.clear();
+    request_states_.clear();
     segments_->clear();
   }
   remove_contact_if_ours(contact_path_, token_);
@@ -444,6 +446,14 @@ WriterStats Writer::Impl::stats() const {
   s.ops_seconds = ops_seconds_;
   s.ops_last_seconds = ops_last_seconds_;
   s.ops_steps = ops_steps_;
+  const auto& c = cache_.counters();
+  s.cache_hits = c.hits;
+  s.cache_misses = c.misses;
+  s.cache_evictions = c.evictions;
+  s.cache_rejected = c.rejected;
+  s.cache_bytes = c.bytes;
+  s.cache_entries = c.entries;
+  s.cache_max_bytes = c.max_bytes;
   return s;
 }
 
@@ -467,11 +477,20 @@ std::vector<std::shared_ptr<Segment>> Writer::Impl::held_segments(ReaderId reade
   }
   auto* s = queue_.held_by(reader, step);
   if (!s) return {};
-  return s->slot->segments();
+  auto out = s->slot->segments();
+  // Results of the pipelines it asked the writer to run (writer_ops).
+  if (auto p = readers_.find(reader); p != readers_.end()) {
+    if (auto it = p->second.served.find(step); it != p->second.served.end()) {
+      for (const auto& x : it->second) out.push_back(x.segment);
+    }
+  }
+  return out;
 }
 
 void Writer::Impl::release(std::unique_ptr<Slot> slot) {
   if (slot) free_slots_.push_back(std::move(slot));
+  // A released step's cached results go with it (kept steps stay, for newcomers).
+  if (cache_.counters().entries) drop_released_entries();
   cv_.notify_all();
 }
 
@@ -519,6 +538,7 @@ wire::StepMeta Writer::Impl::announcement(Peer& p, const QueuedStep& s) {
   m.source = opt_.member;
   if (s.redelivered.count(p.id)) m.flags |= wire::kRedelivered;
   for (const auto& seg : s.slot->segments()) m.segments.push_back({seg->id(), seg->size()});
+  if (!p.writer_ops.empty()) serve_writer_ops(p, s, m);
   announce_common(p, m, s);
   return m;
 }
@@ -648,6 +668,7 @@ void Writer::Impl::handle_frame(Peer& p, const net::Frame& f) {
         }
         pump_all();
       } else {
+        release_served(p, ack.step);
         release(queue_.ack(p.id, ack.step));
         // Closing: this ack may be what the other members' end of stream waits for.
         if (closing_) {
@@ -687,6 +708,8 @@ void Writer::Impl::remove_reader(ReaderId id, const std::string& reason) {
   }
   (quiet ? log::info : log::warn)("stream '" + name_ + "': " + it->second.who + " " + reason +
                                   what);
+  auto& served = it->second.served;
+  while (!served.empty()) release_served(it->second, served.begin()->first);
   for (auto& slot : queue_.remove_reader(id, gid, redeliver)) release(std::move(slot));
   if (auto gone = groups_.leave(id)) {
     signatures_.erase(*gone);

@@ -2,6 +2,7 @@
 // Writer internals. Two threads touch a writer: the user's thread (begin_step .. end_step)
 // and the service thread (accepts readers, handshakes, acks, heartbeats), plus one tcp
 // server thread per tcp reader. `mu_` guards everything both sides touch.
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -19,6 +20,7 @@
 #include "core/reader_group.hpp"
 #include "core/segment.hpp"
 #include "core/step_queue.hpp"
+#include "core/writer_cache.hpp"
 #include "ops/pipeline.hpp"
 #include "transport/tcp/tcp_server.hpp"
 #include "transport/writer_plane.hpp"
@@ -80,6 +82,14 @@ class Writer::Impl final : public transport::StepAccess {
     bool dead = false;
     std::string dead_reason;
     net::Clock::time_point last_send{};
+    // Pipelines it asked the writer to run (reader option writer_ops), and what it holds
+    // of their results, by step: cache entries it pins, or segments of its own.
+    std::vector<std::pair<std::string, ops::Pipeline>> writer_ops;
+    struct Served {
+      std::optional<WriterCacheKey> key;  // empty: an uncached result, only this reader's
+      std::shared_ptr<Segment> segment;
+    };
+    std::map<std::uint64_t, std::vector<Served>> served;
   };
   // A connection that has not finished its handshake.
   struct Pending {
@@ -116,6 +126,26 @@ class Writer::Impl final : public transport::StepAccess {
   // Runs the pipelines of the step's defined variables (end_step, before publishing).
   void run_definitions();
 
+  // Pipelines readers ask the writer to run (writer_requests.cpp, under mu_).
+  // Replaces the requested variables of `m` (an announcement of `s` to `p`) with their
+  // outputs, from the cache or computed now.
+  void serve_writer_ops(Peer& p, const QueuedStep& s, wire::StepMeta& m);
+  std::shared_ptr<const WriterCacheResult> compute_request(const QueuedStep& s,
+                                                           const wire::VariableMeta& v,
+                                                           const ops::Pipeline& pipeline);
+  // The reader is done with `step` (acknowledged, or left): unpins what it was served.
+  void release_served(Peer& p, std::uint64_t step);
+  // Drops cache entries (and running-statistics records) of steps the queue released.
+  void drop_released_entries();
+  // A segment for a result, registered like step memory (shm name, planes, tcp server).
+  std::shared_ptr<Segment> result_segment(std::size_t size);
+  // Segments no reader will be handed again: readers are told to unmap them.
+  void retire(const std::vector<std::shared_ptr<Segment>>& segments);
+  // The global array of `v` in `storage`, or a view of the step memory when one block
+  // covers it (parts no block covers are zeros, as a reader would see them).
+  static const void* assemble(const SegmentDirectory& segments, const wire::VariableMeta& v,
+                              ops::Tensor& storage);
+
   // Delivery (under mu_).
   void send(Peer& p, const std::vector<std::byte>& frame);
   void flush(Peer& p);
@@ -148,7 +178,7 @@ class Writer::Impl final : public transport::StepAccess {
   net::Fd listen_;
   net::Fd wake_fd_;
   std::shared_ptr<SegmentDirectory> segments_ = std::make_shared<SegmentDirectory>();
-  std::uint32_t next_segment_id_ = 1;
+  std::atomic<std::uint32_t> next_segment_id_{1};  // user and service threads
   std::unique_ptr<transport::TcpServer> tcp_;
   std::unique_ptr<transport::WriterPlanes> planes_;  // RMA planes (fabric, mpi), opened on demand
 
@@ -172,6 +202,15 @@ class Writer::Impl final : public transport::StepAccess {
   bool stop_ = false;
   bool closed_ = false;
   WriterStats stats_;
+  WriterCache cache_{opt_.cache_bytes};
+  // Running statistics of requested pipelines, per (variable, pipeline key): folded in
+  // once per step, on the step's first miss; what each step published is kept while the
+  // step is queued, so that a recompute after an eviction gives the same bytes.
+  struct RequestState {
+    ops::PipelineState state;
+    std::map<std::uint64_t, Attributes> published;
+  };
+  std::map<std::pair<std::string, std::string>, RequestState> request_states_;
 
   bool in_step_ = false;
   bool first_step_ = true;

@@ -85,6 +85,27 @@ void Writer::Impl::check_definition(std::string_view name, DType dtype, const Di
   d.checked.emplace(dtype, shape);
 }
 
+const void* Writer::Impl::assemble(const SegmentDirectory& segments,
+                                   const wire::VariableMeta& v, ops::Tensor& storage) {
+  const std::size_t elem = dtype_size(v.dtype);
+  const Dims origin(v.shape.size(), 0);
+  if (v.blocks.size() == 1 && v.blocks[0].start == origin && v.blocks[0].count == v.shape) {
+    return segments.find(v.blocks[0].segment)->data() + v.blocks[0].offset;
+  }
+  storage = ops::Tensor::allocate(v.dtype, v.shape);
+  std::memset(storage.mutable_data(), 0, element_count(v.shape) * elem);
+  const Box whole{origin, v.shape};
+  for (const auto& b : v.blocks) {
+    const std::byte* src = segments.find(b.segment)->data() + b.offset;
+    const Box block{b.start, b.count};
+    for_each_run(block, whole, block, elem,
+                 [&](std::uint64_t so, std::uint64_t doff, std::uint64_t n) {
+                   std::memcpy(storage.mutable_data() + doff, src + so, n);
+                 });
+  }
+  return storage.data;
+}
+
 void Writer::Impl::run_definitions() {
   ops_unpublished_bytes_ = 0;
   double step_seconds = 0;
@@ -95,29 +116,8 @@ void Writer::Impl::run_definitions() {
     auto& d = it->second;
     const std::string prefix = prefix_of(v.name);
 
-    // The whole global array: a view of the step memory when one block covers it, else
-    // the blocks assembled (parts no block covers are zeros, as a reader would see them).
-    const std::size_t elem = dtype_size(v.dtype);
-    const std::uint64_t total = element_count(v.shape) * elem;
     ops::Tensor assembled;
-    const void* data = nullptr;
-    const Dims origin(v.shape.size(), 0);
-    if (v.blocks.size() == 1 && v.blocks[0].start == origin && v.blocks[0].count == v.shape) {
-      data = segments_->find(v.blocks[0].segment)->data() + v.blocks[0].offset;
-    } else {
-      assembled = ops::Tensor::allocate(v.dtype, v.shape);
-      std::memset(assembled.mutable_data(), 0, total);
-      const Box whole{origin, v.shape};
-      for (const auto& b : v.blocks) {
-        const std::byte* src = segments_->find(b.segment)->data() + b.offset;
-        const Box block{b.start, b.count};
-        for_each_run(block, whole, block, elem,
-                     [&](std::uint64_t so, std::uint64_t doff, std::uint64_t n) {
-                       std::memcpy(assembled.mutable_data() + doff, src + so, n);
-                     });
-      }
-      data = assembled.data;
-    }
+    const void* data = assemble(*segments_, v, assembled);
 
     ops::RunOptions o;
     o.variable = v.name;

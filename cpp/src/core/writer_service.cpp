@@ -190,6 +190,29 @@ void Writer::Impl::handshake(Pending& c, const net::Frame& f) {
     return;
   }
 
+  // Pipelines it asks this writer to run: checked now, not when the first step comes.
+  std::vector<std::pair<std::string, ops::Pipeline>> writer_ops;
+  if (!hello.writer_ops.empty()) {
+    const std::string who = "stream '" + name_ + "': writer_ops";
+    if (opt_.ranks > 1) {
+      return refuse(c, wire::kBadRequest,
+                    who + " on a writer job of " + std::to_string(opt_.ranks) + " ranks is not "
+                    "supported (each rank holds only its own blocks); apply the pipeline in "
+                    "the reader with step.get(name, ops=[...])");
+    }
+    if (hello.policy == "shuffle") {
+      return refuse(c, wire::kBadRequest,
+                    who + " is not supported for a shuffle group (its batches mix rows of "
+                    "several steps); apply the pipeline in the reader with "
+                    "step.get(name, ops=[...])");
+    }
+    try {
+      writer_ops = parse_writer_ops(hello.writer_ops, who);
+    } catch (const InvalidArgument& e) {
+      return refuse(c, wire::kBadRequest, e.what());
+    }
+  }
+
   const bool same_host = hello.host_id == net::host_id();
   const bool same_process = same_host && hello.pid == static_cast<std::uint32_t>(::getpid());
   std::string plane = hello.data_plane.empty() ? "auto" : hello.data_plane;
@@ -244,6 +267,7 @@ void Writer::Impl::handshake(Pending& c, const net::Frame& f) {
   p.in = std::move(c.in);
   p.plane = plane;
   p.prefetch = hello.prefetch;
+  p.writer_ops = std::move(writer_ops);
   p.who = "reader " + std::to_string(id) + " (pid " + std::to_string(hello.pid) + ", " + c.who +
           ", group '" + group + "', " + plane + ")";
   p.attrs_sent = 0;

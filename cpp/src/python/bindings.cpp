@@ -214,6 +214,13 @@ PYBIND11_MODULE(_core, m) {
         d["ops_seconds"] = s.ops_seconds;
         d["ops_last_seconds"] = s.ops_last_seconds;
         d["ops_steps"] = s.ops_steps;
+        d["cache_hits"] = s.cache_hits;
+        d["cache_misses"] = s.cache_misses;
+        d["cache_evictions"] = s.cache_evictions;
+        d["cache_rejected"] = s.cache_rejected;
+        d["cache_bytes"] = s.cache_bytes;
+        d["cache_entries"] = s.cache_entries;
+        d["cache_max_bytes"] = s.cache_max_bytes;
         return d;
       });
 
