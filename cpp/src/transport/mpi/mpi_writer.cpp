@@ -202,6 +202,9 @@ void MpiWriter::agent() {
     int flag = 0;
     for (auto c : pairs) MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, c, &flag, MPI_STATUS_IGNORE);
     if (std::chrono::steady_clock::now() < eager_until) {
+      for (int i = 0; i < 256; ++i) {
+        for (auto c : pairs) MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, c, &flag, MPI_STATUS_IGNORE);
+      }
       sched_yield();
       continue;
     }
