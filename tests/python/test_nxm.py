@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import AVAILABLE, PROCS, ts
+from conftest import AVAILABLE, FABRIC_PROVIDERS, PROCS, ts
 
 BIN = Path(sys.executable).parent
 MPIEXEC = BIN / "mpiexec"
@@ -62,10 +62,7 @@ class Job:
 
 
 def _planes():
-    out = ["inproc", "shm", "tcp"]
-    if AVAILABLE.get("fabric"):
-        out.append("fabric-tcp")
-    return out
+    return ["inproc", "shm", "tcp"] + [f"fabric-{p}" for p in FABRIC_PROVIDERS]
 
 
 @pytest.fixture
