@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "ops/pipeline.hpp"
+#include "plane_test.hpp"
 #include "twinstream/twinstream.hpp"
 
 namespace twinstream {
@@ -44,33 +45,8 @@ std::vector<std::byte> bytes_of(const ConstView& v) {
 }
 std::vector<std::byte> bytes_of(const ops::Tensor& t) { return {t.data, t.data + t.bytes}; }
 
-class ReaderOpsTest : public ::testing::TestWithParam<std::string> {
+class ReaderOpsTest : public testing_support::PlaneTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("twinstream-reader-ops-test-" + std::to_string(::getpid()) + "-" + GetParam() + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  Options writer_options(Options extra = {}) const {
-    extra["dir"] = dir_.string();
-    extra.try_emplace("min_readers", "1");
-    extra.try_emplace("open_timeout", "30");
-    extra.try_emplace("close_timeout", "30");
-    return extra;
-  }
-  Options reader_options(Options extra = {}) const {
-    extra["dir"] = dir_.string();
-    const auto& p = GetParam();
-    const auto sep = p.find('_');
-    extra["data_plane"] = p.substr(0, sep);
-    if (sep != std::string::npos) extra["fabric_provider"] = p.substr(sep + 1);
-    extra["timeout"] = "30";
-    return extra;
-  }
-
   // A writer publishing kSteps of `field` (two blocks) and `img`, both defined with
   // `placement`.
   std::thread write_fields(const std::string& name, Placement placement) {
@@ -91,8 +67,6 @@ class ReaderOpsTest : public ::testing::TestWithParam<std::string> {
       w.close();
     });
   }
-
-  std::filesystem::path dir_;
 };
 
 struct Seen {
@@ -292,13 +266,7 @@ TEST_P(ReaderOpsTest, ShuffleBatchesGetRowWisePipelinesAndRefuseTheOthers) {
   }
 }
 
-std::vector<std::string> planes_of_this_build() {
-  std::vector<std::string> out{"inproc", "shm", "tcp"};
-  for (const auto& p : data_planes()) {
-    if (p.name == "fabric" && p.available) out.push_back("fabric_tcp");
-  }
-  return out;
-}
+using testing_support::planes_of_this_build;
 
 INSTANTIATE_TEST_SUITE_P(Planes, ReaderOpsTest, ::testing::ValuesIn(planes_of_this_build()),
                          [](const auto& info) { return info.param; });

@@ -9,41 +9,14 @@
 #include <filesystem>
 #include <thread>
 
+#include "plane_test.hpp"
 #include "twinstream/twinstream.hpp"
 
 namespace twinstream {
 namespace {
 
-class StreamTest : public ::testing::TestWithParam<std::string> {
- protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("twinstream-stream-test-" + std::to_string(::getpid()) + "-" + GetParam() + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  // Defaults for what `extra` does not set.
-  Options writer_options(Options extra = {}) const {
-    extra["dir"] = dir_.string();
-    extra.try_emplace("min_readers", "1");
-    extra.try_emplace("open_timeout", "30");
-    extra.try_emplace("close_timeout", "30");
-    return extra;
-  }
-  Options reader_options(Options extra = {}) const {
-    extra["dir"] = dir_.string();
-    // "fabric_tcp": the fabric plane with libfabric's tcp provider.
-    const auto& p = GetParam();
-    const auto sep = p.find('_');
-    extra["data_plane"] = p.substr(0, sep);
-    if (sep != std::string::npos) extra["fabric_provider"] = p.substr(sep + 1);
-    extra["timeout"] = "30";
-    return extra;
-  }
-  std::filesystem::path dir_;
-};
+using StreamTest = testing_support::PlaneTest;
+using testing_support::planes_of_this_build;
 
 TEST_P(StreamTest, EveryStepArrivesIntactInOrder) {
   constexpr int kSteps = 40;
@@ -374,17 +347,6 @@ TEST_P(StreamTest, WriterOpsAreComputedOnceAndSharedThroughTheWriterCache) {
   EXPECT_EQ(stats.cache_hits + stats.cache_misses, 2u * kSteps);
   EXPECT_LE(stats.cache_bytes, 12288u);
   EXPECT_EQ(stats.cache_max_bytes, 12288u);
-}
-
-std::vector<std::string> planes_of_this_build() {
-  std::vector<std::string> out{"inproc", "shm", "tcp"};
-  for (const auto& p : data_planes()) {
-    if (p.name == "fabric" && p.available) {
-      out.push_back("fabric_tcp");
-      out.push_back("fabric_shm");
-    }
-  }
-  return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Planes, StreamTest, ::testing::ValuesIn(planes_of_this_build()),
