@@ -316,15 +316,8 @@ void ReaderOps::add_stats(ReaderStats& out) const {
     out.ops_runs = ops_runs_;
   }
   if (!cache_) return;
-  const auto c = cache_->counters();
   out.cache = true;
-  out.cache_hits = c.hits;
-  out.cache_misses = c.misses;
-  out.cache_evictions = c.evictions;
-  out.cache_rejected = c.rejected;
-  out.cache_bytes = c.bytes;
-  out.cache_entries = c.entries;
-  out.cache_max_bytes = c.max_bytes;
+  ops::report(cache_->counters(), out);
 }
 
 }  // namespace twinstream

@@ -446,14 +446,7 @@ WriterStats Writer::Impl::stats() const {
   s.ops_seconds = ops_seconds_;
   s.ops_last_seconds = ops_last_seconds_;
   s.ops_steps = ops_steps_;
-  const auto& c = cache_.counters();
-  s.cache_hits = c.hits;
-  s.cache_misses = c.misses;
-  s.cache_evictions = c.evictions;
-  s.cache_rejected = c.rejected;
-  s.cache_bytes = c.bytes;
-  s.cache_entries = c.entries;
-  s.cache_max_bytes = c.max_bytes;
+  ops::report(cache_.counters(), s);
   return s;
 }
 

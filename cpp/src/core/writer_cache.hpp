@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/segment.hpp"
+#include "ops/cache.hpp"
 #include "ops/pipeline.hpp"
 #include "twinstream/attribute.hpp"
 #include "twinstream/dtype.hpp"
@@ -40,15 +41,9 @@ struct WriterCacheResult {
   double seconds = 0;       // time the operators took when it was computed
 };
 
-struct WriterCacheCounters {
-  std::uint64_t hits = 0;
-  std::uint64_t misses = 0;
-  std::uint64_t evictions = 0;  // entries removed to make room
-  std::uint64_t rejected = 0;   // results not kept: larger than the room unpinned entries free
-  std::uint64_t bytes = 0;      // charged now (never above max_bytes)
-  std::uint64_t entries = 0;
-  std::uint64_t max_bytes = 0;
-};
+// The reader cache's counters; `rejected` counts results not kept because they did not
+// fit beside the pinned entries.
+using WriterCacheCounters = ops::CacheCounters;
 
 class WriterCache {
  public:

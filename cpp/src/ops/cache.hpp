@@ -33,6 +33,18 @@ struct CacheCounters {
   std::uint64_t max_bytes = 0;
 };
 
+/// Copies `c` into the cache_* fields of a ReaderStats or WriterStats.
+template <typename Stats>
+void report(const CacheCounters& c, Stats& s) {
+  s.cache_hits = c.hits;
+  s.cache_misses = c.misses;
+  s.cache_evictions = c.evictions;
+  s.cache_rejected = c.rejected;
+  s.cache_bytes = c.bytes;
+  s.cache_entries = c.entries;
+  s.cache_max_bytes = c.max_bytes;
+}
+
 class ResultCache {
  public:
   /// A cache holding at most `max_bytes` of results (0 keeps nothing).

@@ -79,6 +79,18 @@ std::unique_ptr<Stream> open_stream(const std::string& name, const py::dict& opt
   return std::make_unique<Stream>(name, o);
 }
 
+// The cache_* counters of a ReaderStats or WriterStats, as Python dict entries.
+template <typename Stats>
+void add_cache_counters(py::dict& d, const Stats& s) {
+  d["cache_hits"] = s.cache_hits;
+  d["cache_misses"] = s.cache_misses;
+  d["cache_evictions"] = s.cache_evictions;
+  d["cache_rejected"] = s.cache_rejected;
+  d["cache_bytes"] = s.cache_bytes;
+  d["cache_entries"] = s.cache_entries;
+  d["cache_max_bytes"] = s.cache_max_bytes;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -214,13 +226,7 @@ PYBIND11_MODULE(_core, m) {
         d["ops_seconds"] = s.ops_seconds;
         d["ops_last_seconds"] = s.ops_last_seconds;
         d["ops_steps"] = s.ops_steps;
-        d["cache_hits"] = s.cache_hits;
-        d["cache_misses"] = s.cache_misses;
-        d["cache_evictions"] = s.cache_evictions;
-        d["cache_rejected"] = s.cache_rejected;
-        d["cache_bytes"] = s.cache_bytes;
-        d["cache_entries"] = s.cache_entries;
-        d["cache_max_bytes"] = s.cache_max_bytes;
+        add_cache_counters(d, s);
         return d;
       });
 
@@ -352,15 +358,7 @@ PYBIND11_MODULE(_core, m) {
         d["ops_last_seconds"] = s.ops_last_seconds;
         d["ops_steps"] = s.ops_steps;
         d["ops_runs"] = s.ops_runs;
-        if (s.cache) {
-          d["cache_hits"] = s.cache_hits;
-          d["cache_misses"] = s.cache_misses;
-          d["cache_evictions"] = s.cache_evictions;
-          d["cache_rejected"] = s.cache_rejected;
-          d["cache_bytes"] = s.cache_bytes;
-          d["cache_entries"] = s.cache_entries;
-          d["cache_max_bytes"] = s.cache_max_bytes;
-        }
+        if (s.cache) add_cache_counters(d, s);
         return d;
       });
 }
