@@ -286,19 +286,25 @@ def _results(d: Path, q: int) -> list[dict]:
     return [json.loads((d / f"reader-{r}.json").read_text()) for r in range(q)]
 
 
-def _separate(d: Path, p: int, q: int, steps: int, *flags: str, readers: int | None = None):
-    env = _env(q if readers is None else readers)
-    writer = subprocess.Popen([str(MPIEXEC), *_job("writer", p, d, steps, *flags)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _launch_apart(writer_cmd: list[str], reader_cmd: list[str], env: dict):
+    """Starts the writer job, runs the reader job to its end, then waits for the writer
+    (killed if it outlives its timeout): (reader result, writer exit code, writer output)."""
+    writer = subprocess.Popen(writer_cmd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
     try:
-        reader = subprocess.run([str(MPIEXEC), *_job("reader", q, d, steps, *flags)], env=env,
-                                capture_output=True, text=True, timeout=120)
+        reader = subprocess.run(reader_cmd, env=env, capture_output=True, text=True, timeout=120)
         wout, _ = writer.communicate(timeout=120)
     finally:
         if writer.poll() is None:
             writer.kill()
             writer.communicate(timeout=30)
     return reader, writer.returncode, wout
+
+
+def _separate(d: Path, p: int, q: int, steps: int, *flags: str, readers: int | None = None):
+    return _launch_apart([str(MPIEXEC), *_job("writer", p, d, steps, *flags)],
+                         [str(MPIEXEC), *_job("reader", q, d, steps, *flags)],
+                         _env(q if readers is None else readers))
 
 
 @pytest.fixture
@@ -380,19 +386,11 @@ def test_cpp_mpi_simulation_to_python_reader_job(mpi, tmp_path):
                    timeout=300, env=env)
     d = tmp_path / "run"
     d.mkdir()
-    writer = subprocess.Popen([str(MPIEXEC), "-n", "3", str(build / "cpp_mpi_writer"), str(d),
-                               "4", "2"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-    try:
-        reader = subprocess.run([str(MPIEXEC), *_job("reader", 2, d, 4)], env=env,
-                                capture_output=True, text=True, timeout=120)
-        wout, _ = writer.communicate(timeout=120)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.communicate(timeout=30)
+    reader, wrc, wout = _launch_apart(
+        [str(MPIEXEC), "-n", "3", str(build / "cpp_mpi_writer"), str(d), "4", "2"],
+        [str(MPIEXEC), *_job("reader", 2, d, 4)], env)
     assert reader.returncode == 0, reader.stdout + reader.stderr
-    assert writer.returncode == 0 and wout.count("done") == 3, wout
+    assert wrc == 0 and wout.count("done") == 3, wout
     for res in _results(d, 2):
         assert res["seen"] == [0, 1, 2, 3] and res["checked"] == 12, res
 
@@ -400,17 +398,8 @@ def test_cpp_mpi_simulation_to_python_reader_job(mpi, tmp_path):
 def test_writer_rank_killed_ends_the_reader_with_an_error_naming_it(mpi, tmp_path):
     """Writer rank 1 is SIGKILLed after step 1 (mpiexec then ends its job): the reader job
     does not hang; its error names the stream and the writer rank."""
-    env = _env(1)
-    writer = subprocess.Popen([str(MPIEXEC), *_job("writer", 2, tmp_path, 6, "crash")], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        reader = subprocess.run([str(MPIEXEC), *_job("reader", 1, tmp_path, 6)], env=env,
-                                capture_output=True, text=True, timeout=120)
-        writer.communicate(timeout=120)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.communicate(timeout=30)
+    reader, _, _ = _launch_apart([str(MPIEXEC), *_job("writer", 2, tmp_path, 6, "crash")],
+                                 [str(MPIEXEC), *_job("reader", 1, tmp_path, 6)], _env(1))
     assert reader.returncode != 0
     err = reader.stdout + reader.stderr
     assert "ConnectionError" in err and "stream 'nxm'" in err and "writer rank" in err, err
