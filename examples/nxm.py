@@ -4,9 +4,10 @@ MPI_APPNUM), or each with its own mpiexec:
 
     mpiexec -n 2 python examples/nxm.py sim : -n 3 python examples/nxm.py train
 
-The simulation's ranks each own a slab of a 3-D field along x and a varying number of
-particles (a joined array); each trainer rank reads a slab along y, which spans every
-simulation rank, and the particles whole.
+The simulation's ranks each own a slab of a 3-D field along x, a varying number of
+particles (a joined array) and one refined patch per rank, of its own size (a local
+array); each trainer rank reads a slab along y, which spans every simulation rank, the
+particles whole and the patches one by one.
 """
 
 import sys
@@ -32,6 +33,7 @@ if sys.argv[1] == "sim":
             with w.step() as s:
                 s.put("field", x, shape=(NX, NY, NZ), start=(lo, 0, 0))
                 s.put("particles", np.full((rank + step % 2, 3), float(rank)), joined=True)
+                s.put("patch", np.full((2 + rank, 2 + rank), rank), local=True)
             comm.Barrier()
 else:
     a, b = NY * rank // ranks, NY * (rank + 1) // ranks
@@ -40,5 +42,7 @@ else:
             slab = step.get("field", start=(0, a, 0), count=(NX, b - a, NZ))
             assert np.allclose(slab[:, 0, 0], np.arange(NX) + 0.01 * step.index)
             owners = sorted({blk.owner for blk in step.blocks("field")})
+            patches = [step.get_block("patch", blk.index).shape for blk in step.blocks("patch")]
             print(f"trainer rank {rank}: step {step.index} field[:, {a}:{b}] {slab.shape} "
-                  f"from sim ranks {owners}, {len(step['particles'])} particles", flush=True)
+                  f"from sim ranks {owners}, {len(step['particles'])} particles, "
+                  f"patches {patches}", flush=True)

@@ -98,6 +98,6 @@ def test_nxm_example_mpmd():
     for rank in range(3):
         # mpiexec merges the ranks' output: lines may run into each other, so no anchors.
         lines = re.findall(rf"trainer rank {rank}: step (\d) [^\n]*? from sim ranks \[0, 1\], "
-                           r"(\d) particles", proc.stdout)
+                           r"(\d) particles, patches \[\(2, 2\), \(3, 3\)\]", proc.stdout)
         assert [int(s) for s, _ in lines] == list(range(5)), proc.stdout
         assert [int(n) for _, n in lines] == [1 + s % 2 * 2 for s in range(5)], proc.stdout
