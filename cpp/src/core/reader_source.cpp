@@ -221,7 +221,10 @@ StepStatus ReaderSource::begin_step(net::Deadline deadline) {
     last_heard_ = net::Clock::now();
     switch (f->header.type) {
       case wire::MsgType::Heartbeat: continue;
-      case wire::MsgType::End: ended_ = true; return StepStatus::EndOfStream;
+      case wire::MsgType::End:
+        ended_ = true;
+        plane_->on_end();
+        return StepStatus::EndOfStream;
       case wire::MsgType::Error: throw ConnectionError(wire::decode_error(f->payload).message);
       case wire::MsgType::Announce: break;
       default:

@@ -52,6 +52,10 @@ class DataPlaneReader {
                                                 std::uint64_t length) = 0;
   /// Copies the pieces of held step `step` to their destinations.
   virtual void read(std::uint64_t step, std::span<const Copy> copies) = 0;
+  /// Called once the writer's end of stream has arrived (no step is held, none will come):
+  /// a plane releases here what it holds together with the writer, while the writer still
+  /// waits for it (the mpi plane's window).
+  virtual void on_end() {}
 };
 
 }  // namespace twinstream::transport

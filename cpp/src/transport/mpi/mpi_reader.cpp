@@ -12,6 +12,7 @@
 
 #include "control/socket.hpp"
 #include "core/log.hpp"
+#include "transport/mpi/mpi_pairing.hpp"
 #include "transport/mpi/mpi_runtime.hpp"
 #include "transport/mpi/mpi_writer.hpp"
 #include "transport/registry.hpp"
@@ -20,20 +21,9 @@
 namespace twinstream::transport {
 namespace {
 
-constexpr int kIdTag = 0x7157;
 constexpr std::uint64_t kMaxPiece = 1u << 30;  // Rget counts are ints
 
-std::string field(const std::string& text, const std::string& key) {
-  const std::string k = key + "=";
-  std::size_t pos = 0;
-  while (pos <= text.size()) {
-    auto end = text.find(';', pos);
-    if (end == std::string::npos) end = text.size();
-    if (text.compare(pos, k.size(), k) == 0) return text.substr(pos + k.size(), end - pos - k.size());
-    pos = end + 1;
-  }
-  return "";
-}
+using mpi::field;
 
 class MpiReader final : public DataPlaneReader {
  public:
@@ -60,16 +50,13 @@ class MpiReader final : public DataPlaneReader {
     check(rc, "pairing with the writer (MPI_Comm_connect / MPI_Comm_create_group)");
     MPI_Comm_set_errhandler(pair_, MPI_ERRORS_RETURN);
     const std::uint64_t id = ctx.welcome.reader_id;
-    check(MPI_Send(&id, 1, MPI_UINT64_T, 0, kIdTag, pair_), "MPI_Send");
+    check(MPI_Send(&id, 1, MPI_UINT64_T, 0, mpi::kIdTag, pair_), "MPI_Send");
     check(MPI_Win_create_dynamic(MPI_INFO_NULL, pair_, &win_), "MPI_Win_create_dynamic");
     check(MPI_Barrier(pair_), "MPI_Barrier");
     check(MPI_Win_lock_all(MPI_MODE_NOCHECK, win_), "MPI_Win_lock_all");
   }
-  ~MpiReader() override {
-    // The epoch ends; the window and communicator stay (freeing them is collective and the
-    // writer may be gone).
-    if (win_ != MPI_WIN_NULL && healthy_) MPI_Win_unlock_all(win_);
-  }
+  ~MpiReader() override { release(); }
+  void on_end() override { release(); }
 
   std::string_view name() const override { return "mpi"; }
   void on_step(const wire::StepMeta& step) override {
@@ -83,6 +70,9 @@ class MpiReader final : public DataPlaneReader {
   void read(std::uint64_t, std::span<const Copy> copies) override {
     if (!healthy_) {
       throw ConnectionError("stream '" + stream_ + "': an earlier mpi read failed; reopen the reader");
+    }
+    if (released_) {
+      throw ProtocolError("stream '" + stream_ + "': mpi read after the end of the stream");
     }
     requests_.clear();
     for (const auto& c : copies) {
@@ -129,6 +119,45 @@ class MpiReader final : public DataPlaneReader {
   }
 
  private:
+  // Ends the epoch and frees the window together with the writer (mpi_pairing.hpp), once:
+  // at the end of the stream, or when the reader closes before it. After a failed read the
+  // writer may be gone, and everything is left as it is.
+  void release() {
+    if (released_ || win_ == MPI_WIN_NULL) return;
+    if (!healthy_) {
+      mpi::note_window_left_open();
+      return;
+    }
+    released_ = true;
+    MPI_Win_unlock_all(win_);
+    free_window();
+  }
+  // Gives up, leaving the window open, when the writer does not answer in time. The
+  // communicator stays: freeing it is collective too and costs MPICH nothing at finalize.
+  void free_window() {
+    int bye = 1, ack = 0;
+    MPI_Request sent = MPI_REQUEST_NULL, answer = MPI_REQUEST_NULL;
+    if (MPI_Isend(&bye, 1, MPI_INT, 0, mpi::kByeTag, pair_, &sent) != MPI_SUCCESS) return;
+    MPI_Irecv(&ack, 1, MPI_INT, 0, mpi::kByeAckTag, pair_, &answer);
+    const auto deadline = net::deadline_after(mpi::kTeardownWait);
+    int acked = 0;
+    while (!acked && net::Clock::now() < deadline) {
+      if (MPI_Test(&answer, &acked, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
+      if (!acked) sched_yield();
+    }
+    if (!acked) {
+      log::info("stream '" + stream_ + "': the writer did not answer the mpi teardown within " +
+                std::to_string(mpi::kTeardownWait) + " s; the window stays open");
+      mpi::note_window_left_open();
+      MPI_Cancel(&answer);
+      MPI_Request_free(&answer);
+      MPI_Request_free(&sent);
+      return;
+    }
+    MPI_Wait(&sent, MPI_STATUS_IGNORE);
+    if (MPI_Send(&bye, 1, MPI_INT, 0, mpi::kCommitTag, pair_) != MPI_SUCCESS) return;
+    MPI_Win_free(&win_);
+  }
   void check(int rc, const char* what) {
     if (rc != MPI_SUCCESS) fail(std::string(what) + " failed: " + mpi::error_text(rc));
   }
@@ -144,6 +173,7 @@ class MpiReader final : public DataPlaneReader {
   MPI_Comm pair_ = MPI_COMM_NULL;
   MPI_Win win_ = MPI_WIN_NULL;
   bool healthy_ = true;
+  bool released_ = false;
   std::map<std::uint32_t, wire::RemoteSegment> remote_;
   std::vector<MPI_Request> requests_;
 };

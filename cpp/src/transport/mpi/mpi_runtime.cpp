@@ -1,7 +1,10 @@
 #include "transport/mpi/mpi_runtime.hpp"
 
+#include "transport/mpi/mpi_pairing.hpp"
+
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 
@@ -10,12 +13,20 @@
 namespace twinstream::mpi {
 
 namespace {
+std::atomic<bool> window_left_open{false};
+
 void finalize_at_exit() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  if (finalized) return;
+  int size = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (window_left_open && size == 1) return;  // see note_window_left_open
+  MPI_Finalize();
 }
 }  // namespace
+
+void note_window_left_open() { window_left_open = true; }
 
 void ensure_initialized(const std::string& stream) {
   static std::mutex mu;
@@ -76,6 +87,18 @@ std::string error_text(int code) {
   int len = 0;
   MPI_Error_string(code, text, &len);
   return std::string(text, static_cast<std::size_t>(len));
+}
+
+std::string field(const std::string& text, const std::string& key) {
+  const std::string k = key + "=";
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    auto end = text.find(';', pos);
+    if (end == std::string::npos) end = text.size();
+    if (text.compare(pos, k.size(), k) == 0) return text.substr(pos + k.size(), end - pos - k.size());
+    pos = end + 1;
+  }
+  return "";
 }
 
 }  // namespace twinstream::mpi

@@ -17,6 +17,11 @@ bool launched_by_mpiexec();
 /// MPMD launch on one host (same world size, same launcher proxy as parent).
 std::string world_identity();
 int world_rank();
+/// Records that a pairing's window stays open (its peer died or did not answer the
+/// teardown). MPICH over libfabric's shm provider cannot finalize then; a process alone in
+/// its MPI_COMM_WORLD that twinstream initialized skips MPI_Finalize at exit instead (in an
+/// MPMD launch the launcher would take that as a failure of the whole job).
+void note_window_left_open();
 /// MPI's text for an error code.
 std::string error_text(int code);
 

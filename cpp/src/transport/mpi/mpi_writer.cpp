@@ -4,28 +4,16 @@
 #include <unistd.h>
 
 #include "core/log.hpp"
+#include "transport/mpi/mpi_pairing.hpp"
 #include "twinstream/errors.hpp"
 
 namespace twinstream::mpi {
 
 namespace {
-constexpr int kIdTag = 0x7157;  // the reader's id, sent once the pair exists
 // How long the agent drives progress without pause after a step is handed to an mpi
 // reader: a read of a large step is many progress rounds on the target's side.
 constexpr auto kEagerAfterStep = std::chrono::milliseconds(500);
-
-// "key=value;key=value" lookup.
-std::string field(const std::string& text, const std::string& key) {
-  const std::string k = key + "=";
-  std::size_t pos = 0;
-  while (pos <= text.size()) {
-    auto end = text.find(';', pos);
-    if (end == std::string::npos) end = text.size();
-    if (text.compare(pos, k.size(), k) == 0) return text.substr(pos + k.size(), end - pos - k.size());
-    pos = end + 1;
-  }
-  return "";
-}
+constexpr auto kTeardown = std::chrono::milliseconds(static_cast<int>(kTeardownWait * 1000));
 }  // namespace
 
 MpiWriter::MpiWriter(const transport::WriterContext& ctx) : stream_(ctx.stream) {
@@ -57,7 +45,8 @@ void MpiWriter::remove_segment(std::uint32_t id) {
 
 transport::PlaneGrant MpiWriter::admit(std::uint64_t reader, const std::string& option) {
   std::lock_guard lock(mu_);
-  Pairing job{reader, false, 0, 0};
+  Pairing job;
+  job.reader = reader;
   const auto mine = option.substr(option.find('|') + 1);
   if (field(mine, "pid") == std::to_string(::getpid())) {
     // MPI cannot connect a process to itself (and the inproc plane serves it better).
@@ -106,7 +95,84 @@ void MpiWriter::reader_left(std::uint64_t reader) {
   // are left as they are (a few hundred bytes per departed reader).
   std::lock_guard lock(mu_);
   auto it = windows_.find(reader);
-  if (it != windows_.end()) it->second.live = false;
+  if (it != windows_.end() && it->second.live) {
+    it->second.live = false;
+    it->second.left = Clock::now();
+  }
+}
+
+void MpiWriter::tear_down_windows() {
+  std::vector<std::pair<std::uint64_t, Window>> open;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [reader, w] : windows_) {
+      if (!w.abandoned) open.emplace_back(reader, w);
+    }
+  }
+  const auto now = Clock::now();
+  for (auto& [reader, w] : open) {
+    int flag = 0;
+    if (!w.acked) {
+      MPI_Iprobe(1, kByeTag, w.pair, &flag, MPI_STATUS_IGNORE);
+      if (flag) {
+        int bye = 0;
+        MPI_Recv(&bye, 1, MPI_INT, 1, kByeTag, w.pair, MPI_STATUS_IGNORE);
+        MPI_Send(&bye, 1, MPI_INT, 1, kByeAckTag, w.pair);
+        std::lock_guard lock(mu_);
+        auto& mine = windows_.at(reader);
+        mine.acked = true;
+        mine.commit_by = now + kTeardown;
+      } else if (!w.live && now > w.left + kTeardown) {
+        // Left without a Bye on this communicator: it died, or it closed in a way that
+        // could not free the window. Stop asking.
+        abandon(reader);
+      }
+      continue;
+    }
+    MPI_Iprobe(1, kCommitTag, w.pair, &flag, MPI_STATUS_IGNORE);
+    if (!flag) {
+      if (now > w.commit_by) {
+        abandon(reader);
+      }
+      continue;
+    }
+    int commit = 0;
+    MPI_Recv(&commit, 1, MPI_INT, 1, kCommitTag, w.pair, MPI_STATUS_IGNORE);
+    std::vector<std::shared_ptr<Segment>> attached;
+    {
+      // Out of the map first, so that add_segment/remove_segment no longer touch it; the
+      // segments stay alive until they are detached below.
+      std::lock_guard lock(mu_);
+      windows_.erase(reader);
+      for (const auto& [id, s] : segments_) attached.push_back(s);
+    }
+    for (const auto& s : attached) MPI_Win_detach(w.win, s->data());
+    MPI_Win win = w.win;
+    const int rc = MPI_Win_free(&win);
+    if (rc != MPI_SUCCESS) {
+      log::warn("stream '" + stream_ + "': freeing mpi reader " + std::to_string(reader) +
+                "'s window failed: " + error_text(rc));
+    }
+    std::lock_guard lock(mu_);
+    cv_.notify_all();
+  }
+}
+
+void MpiWriter::abandon(std::uint64_t reader) {
+  note_window_left_open();
+  std::lock_guard lock(mu_);
+  windows_.at(reader).abandoned = true;
+  cv_.notify_all();
+}
+
+bool MpiWriter::windows_settled(Clock::time_point now) const {
+  for (const auto& [reader, w] : windows_) {
+    if (w.abandoned) continue;
+    if (w.acked) return false;                 // the reader's Commit is on its way
+    if (w.live) return false;                  // it may close any moment
+    if (now <= w.left + kTeardown) return false;  // its Bye may be on its way
+  }
+  return true;
 }
 
 bool MpiWriter::pair_one(const Pairing& job) {
@@ -152,7 +218,10 @@ bool MpiWriter::pair_one(const Pairing& job) {
     for (const auto& [id, s] : segments_) {
       MPI_Win_attach(win, s->data(), static_cast<MPI_Aint>(s->size()));
     }
-    windows_[reader] = {pair, win, true};
+    Window w;
+    w.pair = pair;
+    w.win = win;
+    windows_[reader] = w;
   }
   // After this the reader knows every segment that exists now is attached; later ones are
   // attached before any step that uses them is announced.
@@ -197,6 +266,7 @@ void MpiWriter::agent() {
       if (!pair_one(*job)) return;
       continue;
     }
+    tear_down_windows();
     // Passive-target reads are served inside MPI's progress engine: poke it. Eagerly
     // while steps are being read, then with a growing pause (to 1 ms) that a new step cuts.
     int flag = 0;
@@ -218,8 +288,15 @@ void MpiWriter::close() {
   bool accepting = false;
   std::string port;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (stop_ && !agent_.joinable()) return;
+    // Readers that close now free their windows with the agent: give them a moment. The
+    // stream has ended for them, so a reader still open after this keeps its window (and
+    // MPICH over libfabric's shm provider then cannot finalize this process cleanly).
+    if (agent_.joinable()) {
+      cv_.wait_until(lock, Clock::now() + kTeardown,
+                     [&] { return windows_settled(Clock::now()); });
+    }
     stop_ = true;
     accepting = accepting_;
     port = accepting_port_;
@@ -233,6 +310,7 @@ void MpiWriter::close() {
   }
   if (agent_.joinable()) agent_.join();
   std::lock_guard lock(mu_);
+  if (!windows_.empty()) note_window_left_open();  // freed windows left the map
   for (auto& [reader, w] : windows_) {
     for (const auto& [id, s] : segments_) MPI_Win_detach(w.win, s->data());
   }

@@ -3,8 +3,9 @@
 // writer (MPI_Comm_create_group inside one MPMD launch, MPI_Comm_accept on a port between
 // separate launches) and a dynamic RMA window on it, to which every segment is attached
 // once (segments are reused step after step). Readers MPI_Rget under a passive-target
-// epoch they open once. A progress agent thread pairs readers and drives MPI's progress
-// for the reads it serves.
+// epoch they open once. A progress agent thread pairs readers, drives MPI's progress for
+// the reads it serves and frees a departing reader's window with it (MPI_Win_free is
+// collective, so both sides must agree first; see mpi_teardown.hpp).
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -38,13 +39,23 @@ class MpiWriter final : public transport::DataPlaneWriter {
     int tag = 0;          // world mode
     std::string port;     // port mode: opened for this reader alone
   };
+  using Clock = std::chrono::steady_clock;
   struct Window {
     MPI_Comm pair = MPI_COMM_NULL;
     MPI_Win win = MPI_WIN_NULL;
-    bool live = true;
+    bool live = true;        // its reader is still a reader of the stream
+    Clock::time_point left;  // when it stopped being one
+    bool acked = false;      // the reader asked to free the window and was answered
+    Clock::time_point commit_by;
+    bool abandoned = false;  // left without freeing it (died, or too late): never freed
   };
   void agent();
   bool pair_one(const Pairing& job);  // false: stopped
+  // One round of the window teardown handshake with departing readers (agent thread).
+  void tear_down_windows();
+  void abandon(std::uint64_t reader);
+  // Whether no window still waits for its reader's half of the teardown.
+  bool windows_settled(Clock::time_point now) const;
 
   std::string stream_;
   std::string identity_;
