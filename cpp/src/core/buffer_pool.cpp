@@ -1,5 +1,7 @@
 #include "core/buffer_pool.hpp"
 
+#include "core/page_memory.hpp"
+
 #include <bit>
 #include <cstdlib>
 #include <new>
@@ -23,15 +25,14 @@ std::shared_ptr<std::byte> BufferPool::acquire(std::size_t bytes) {
     }
   }
   if (!p) {
-    p = static_cast<std::byte*>(std::aligned_alloc(4096, capacity));
-    if (!p) throw std::bad_alloc();
+    p = allocate_pages(capacity);
   }
   std::weak_ptr<BufferPool> pool = weak_from_this();
   return std::shared_ptr<std::byte>(p, [pool, capacity](std::byte* b) {
     if (auto owner = pool.lock()) {
       owner->give_back(b, capacity);
     } else {
-      std::free(b);
+      free_pages(b);
     }
   });
 }
@@ -39,7 +40,7 @@ std::shared_ptr<std::byte> BufferPool::acquire(std::size_t bytes) {
 void BufferPool::give_back(std::byte* p, std::size_t capacity) {
   std::lock_guard lock(mu_);
   if (free_bytes_ + capacity > kMaxIdleBytes) {
-    std::free(p);
+    free_pages(p);
     return;
   }
   free_.emplace(capacity, p);
@@ -47,7 +48,7 @@ void BufferPool::give_back(std::byte* p, std::size_t capacity) {
 }
 
 BufferPool::~BufferPool() {
-  for (auto& [cap, p] : free_) std::free(p);
+  for (auto& [cap, p] : free_) free_pages(p);
 }
 
 }  // namespace twinstream

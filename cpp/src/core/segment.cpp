@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "core/page_memory.hpp"
 #include "twinstream/errors.hpp"
 
 namespace twinstream {
@@ -17,14 +18,12 @@ Segment::Segment(std::uint32_t id, std::size_t size, const std::string& shm_pref
     shm_ = shm::SharedMemory::create(shm::segment_name(shm_prefix, id), size);
     data_ = shm_.data();
   } else {
-    // aligned_alloc wants a size that is a multiple of the alignment.
-    data_ = static_cast<std::byte*>(std::aligned_alloc(4096, (size + 4095) & ~std::size_t{4095}));
-    if (!data_) throw std::bad_alloc();
+    data_ = allocate_pages(size);
   }
 }
 
 Segment::~Segment() {
-  if (!shm_.data()) std::free(data_);
+  if (!shm_.data()) free_pages(data_);
 }
 
 void SegmentDirectory::add(const std::shared_ptr<Segment>& s) {
