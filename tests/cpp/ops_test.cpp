@@ -284,6 +284,76 @@ TEST_P(KernelTest, AffineClipLog1pMatchScalarFormulas) {
   }
 }
 
+// float32 log1p's reduction splits 1 + x at its exponent and at table buckets (the top
+// 3 or 5 mantissa bits); values on either side of each split, tiny x (where the result
+// must be x itself), x near -1 and x too large for the reduction (its own path) are where
+// a wrong table entry, offset or compensation term shows.
+std::vector<float> log1p_hard_values() {
+  std::vector<float> v;
+  auto from_bits = [](std::uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+  };
+  for (int e = -26; e <= 127; ++e) {
+    for (std::uint32_t m = 0; m < (1u << 23); m += 1u << 18) {
+      // u = 2^e * (1 + m/2^23) - 1 and its neighbours, as x = u - 1 in float.
+      const float u = std::ldexp(1.0f + static_cast<float>(m) / (1 << 23), e);
+      for (float x : {u - 1.0f, std::nextafter(u - 1.0f, -kInf), std::nextafter(u - 1.0f, kInf),
+                      std::nextafter(u, kInf) - 1.0f}) {
+        if (x > -1.0f && x < kInf) v.push_back(x);
+      }
+    }
+  }
+  for (int e = -149; e <= -10; ++e) {
+    v.push_back(std::ldexp(1.0f, e));
+    v.push_back(-std::ldexp(1.0f, e));
+    v.push_back(std::ldexp(1.3f, e));
+    v.push_back(-std::ldexp(1.7f, e));
+  }
+  for (std::uint32_t b = 0x3f7fff00; b < 0x3f800000; ++b) v.push_back(-from_bits(b));  // -> -1
+  for (std::uint32_t b = 0x7e000000; b < 0x7f800000; b += 0x1234) v.push_back(from_bits(b));
+  v.push_back(std::numeric_limits<float>::max());
+  return v;
+}
+
+TEST_P(KernelTest, Log1pFloat32IsWithinTwoUlpOfExactAtTheReductionsEdges) {
+  const auto in = log1p_hard_values();
+  std::vector<float> out(in.size());
+  kernels::log1p(DType::Float32, in.data(), out.data(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const float want = static_cast<float>(std::log1p(static_cast<double>(in[i])));
+    ASSERT_LE(ulp_distance(out[i], want, true), 2) << std::hexfloat << "x=" << in[i] << " got "
+                                                   << out[i] << " want " << want;
+    if (std::fabs(in[i]) < 0x1p-24f) ASSERT_EQ(bits(out[i]), bits(in[i])) << in[i];
+  }
+}
+
+TEST_P(KernelTest, Log1pFloat32LanesDoNotDependOnTheirNeighbours) {
+  // Special values (-1, below -1, NaN, inf, -0, huge) sprinkled among ordinary ones: each
+  // element must come out as it does alone (the special lanes are patched per lane).
+  const float specials[] = {-1.0f, -2.5f, kNaN, kInf, -kInf, -0.0f, 0.0f, 3e38f, 1e-40f};
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-0.99f, 4.0f);
+  std::vector<float> in(1000);
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    in[i] = (i % 5 == 2) ? specials[(i / 5) % std::size(specials)] : u(rng);
+  }
+  std::vector<float> out(in.size());
+  kernels::log1p(DType::Float32, in.data(), out.data(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    float alone;
+    kernels::log1p(DType::Float32, &in[i], &alone, 1);
+    ASSERT_TRUE(bits(out[i]) == bits(alone) || (std::isnan(out[i]) && std::isnan(alone)))
+        << "x=" << in[i];
+    const float want = std::log1p(in[i]);
+    ASSERT_EQ(std::isnan(out[i]), std::isnan(want)) << "x=" << in[i];
+    if (!std::isnan(want)) ASSERT_LE(ulp_distance(out[i], want, true), 3) << "x=" << in[i];
+  }
+  EXPECT_EQ(bits(out[5 * 5 + 2]), bits(-0.0f));
+  EXPECT_EQ(out[2], -kInf);
+}
+
 TEST_P(KernelTest, ClipIntegersKeepTheirType) {
   std::vector<std::int16_t> v(101);
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::int16_t>(i * 700 - 35000);

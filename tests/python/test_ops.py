@@ -278,6 +278,23 @@ def test_log1p_float32_dense_sweep_within_3_ulps_of_exact(target):
     assert d.max() <= 3, (x[np.argmax(d)], got[np.argmax(d)], want[np.argmax(d)])
 
 
+def test_log1p_float32_mixed_with_values_outside_the_reduction(target):
+    # Values below -1 and above 6e37 take another path than their neighbours in the same
+    # vector; NaN positions, ulps and the neighbours' results must not depend on that.
+    rng = np.random.default_rng(8)
+    x = (np.sin(np.arange(4099) * 1e-2) * 1.02 + rng.normal(0, 0.01, 4099)).astype(np.float32)
+    x[::37] = np.float32(3e38)
+    x[5::41] = np.float32(7e37)
+    x[9::43] = -1.0
+    got = ts.ops.apply(x, [ts.ops.log1p()])
+    with np.errstate(all="ignore"):
+        want = np.log1p(x.astype(np.float64)).astype(np.float32)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert ulps(got, want).max() <= 2
+    alone = np.concatenate([ts.ops.apply(x[i:i + 1], [ts.ops.log1p()]) for i in range(64)])
+    assert same_bits(alone, got[:64]) or np.array_equal(alone, got[:64], equal_nan=True)
+
+
 # --------------------------------------------------------------------------- stats
 
 
