@@ -252,6 +252,42 @@ TEST_P(KernelTest, Float32ToInt8QuantisesWithTiesToEvenAndSaturates) {
   }
 }
 
+TEST_P(KernelTest, Float32ToInt8EqualsTheDivisionAtTiesAndForEveryScale) {
+  // The kernel multiplies by 1/scale and redoes only lanes it cannot prove equal to the
+  // division; values at (k + 1/2) * scale and their float neighbours are the ones where a
+  // wrong proof shows, for scales whose reciprocal rounds in either direction.
+  const float scales[] = {0.5f,    0.01f,   0.1f,     1.0f / 3,  3.0f,   1e-3f,  7.3e-5f,
+                          -0.37f,  1e30f,   1e-38f,   1e-40f,    0.0f,   -0.0f,  kInf,
+                          kNaN,    0x1p-126f, 3e38f,  0.0999999f, 1.1754942e-38f};
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<float> jitter(-1.0f, 1.0f);
+  for (const float scale : scales) {
+    std::vector<float> in;
+    for (int k = -131; k <= 131; ++k) {
+      for (const float base : {(static_cast<float>(k) + 0.5f) * scale, static_cast<float>(k) * scale,
+                               (static_cast<float>(k) + 0.5f) / (1.0f / scale)}) {
+        float lo = base, hi = base;
+        in.push_back(base);
+        for (int step = 0; step < 3; ++step) {
+          lo = std::nextafter(lo, -kInf);
+          hi = std::nextafter(hi, kInf);
+          in.push_back(lo);
+          in.push_back(hi);
+        }
+      }
+      in.push_back(jitter(rng) * 200.0f * scale);
+    }
+    for (const float s : {kNaN, -kNaN, kInf, -kInf, 0.0f, -0.0f, 1e-45f, 3e38f, -3e38f}) in.push_back(s);
+    std::vector<std::int8_t> out(in.size());
+    kernels::float32_to_int8(in.data(), out.data(), in.size(), scale);
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      const float q = std::nearbyint(in[i] / scale);
+      const int want = std::isnan(q) ? 0 : static_cast<int>(std::clamp(q, -128.0f, 127.0f));
+      ASSERT_EQ(out[i], want) << std::hexfloat << "x=" << in[i] << " scale=" << scale;
+    }
+  }
+}
+
 TEST_P(KernelTest, AffineClipLog1pMatchScalarFormulas) {
   for (std::size_t n : kLengths) {
     auto in = special_floats(n, 5);

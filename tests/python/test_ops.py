@@ -192,6 +192,39 @@ def test_cast_int8_with_scale(target):
         assert np.array_equal(got, want), n
 
 
+def int8_reference(x: np.ndarray, scale: float) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        q = np.clip(np.rint(x / np.float32(scale)), -128, 127)
+    return np.where(np.isnan(q), 0, q).astype(np.int8)
+
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(scale=st.floats(width=32, min_value=0, exclude_min=True, allow_infinity=False),
+       seed=st.integers(0, 2**32 - 1))
+def test_cast_int8_equals_numpys_division_at_ties_for_any_scale(scale, seed):
+    # The kernel multiplies by 1/scale and proves per vector that this rounds like the
+    # division; values at (k + 1/2) * scale and their float neighbours are where it must
+    # fall back. Checked on every target.
+    rng = np.random.default_rng(seed)
+    s = np.float32(scale)
+    k = np.arange(-131, 132, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        ties = (k + np.float32(0.5)) * s
+        x = np.concatenate([ties, np.nextafter(ties, np.float32(np.inf)),
+                            np.nextafter(ties, np.float32(-np.inf)), k * s,
+                            (rng.uniform(-200, 200, 1000) * s).astype(np.float32),
+                            np.array([np.nan, np.inf, -np.inf, 0, 1e-45, 3e38], np.float32)])
+    rng.shuffle(x)
+    want = int8_reference(x, s)
+    for t in TARGETS:
+        ts.ops.force_simd(t)
+        try:
+            got = ts.ops.apply(x, [ts.ops.cast("int8", scale=float(s))])
+        finally:
+            ts.ops.force_simd(None)
+        assert np.array_equal(got, want), (t, x[got != want], got[got != want], want[got != want])
+
+
 # --------------------------------------------------------------------------- elementwise
 
 
