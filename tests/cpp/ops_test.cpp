@@ -438,6 +438,34 @@ TEST_P(KernelTest, StatsSkipNaNAndSurviveALargeOffset) {
   }
 }
 
+TEST_P(KernelTest, StatsWithoutNaNFindMinAndMaxAnywhere) {
+  // Chunks without NaN take the fused sum-min-max pass; put the extremes at the start,
+  // in the middle, in the scalar tail and across chunk boundaries.
+  for (std::size_t n : {std::size_t{1}, std::size_t{17}, std::size_t{100}, std::size_t{2048},
+                        std::size_t{2049}, std::size_t{5000}}) {
+    for (std::size_t at : {std::size_t{0}, n / 2, n - 1}) {
+      std::vector<float> v(n);
+      std::mt19937 rng(static_cast<std::uint32_t>(n + at));
+      std::normal_distribution<float> g(-3e5f, 2.0f);
+      for (auto& x : v) x = g(rng);
+      v[at] = -4e5f;
+      v[(at + n / 3) % n] = n > 1 ? -1e5f : v[at];
+      const auto s = kernels::stats(DType::Float32, v.data(), n);
+      long double sum = 0;
+      for (float x : v) sum += x;
+      const long double mean = sum / n;
+      long double m2 = 0;
+      for (float x : v) m2 += (x - mean) * (x - mean);
+      ASSERT_EQ(s.count, n);
+      ASSERT_EQ(s.min, *std::min_element(v.begin(), v.end())) << n << " " << at;
+      ASSERT_EQ(s.max, *std::max_element(v.begin(), v.end())) << n << " " << at;
+      EXPECT_NEAR(s.mean, static_cast<double>(mean), 1e-9 * 3e5);
+      EXPECT_NEAR(s.stddev(), std::sqrt(static_cast<double>(m2 / n)),
+                  1e-9 * std::sqrt(static_cast<double>(m2 / n)) + 1e-9);
+    }
+  }
+}
+
 TEST_P(KernelTest, ByteShuffleMatchesTheDefinitionAndInverts) {
   for (std::size_t item : {1, 2, 3, 4, 8, 16}) {
     for (std::size_t n : {0, 1, 33, 1023, 1024, 2049, 5000}) {

@@ -353,6 +353,21 @@ def test_stats_match_numpy_nan_functions(target, dtype):
         assert a["0.stats.std"] == pytest.approx(ref.std(), rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("n", [1, 17, 2048, 2049, 5000])
+def test_stats_float32_without_nan_match_numpy(target, n):
+    # Chunks without NaN take a fused sum-min-max pass (those above always hold NaN).
+    rng = np.random.default_rng(n)
+    x = rng.normal(-3e5, 2, n).astype(np.float32)
+    x[rng.integers(0, n)] = -4e5
+    x[rng.integers(0, n)] = 1e5
+    _, a, _ = ts.ops.apply(x, [ts.ops.stats()], details=True)
+    ref = x.astype(np.float64)
+    assert a["0.stats.count"] == n and a["0.stats.nan_count"] == 0
+    assert a["0.stats.min"] == x.min() and a["0.stats.max"] == x.max()
+    assert a["0.stats.mean"] == pytest.approx(ref.mean(), rel=1e-12)
+    assert a["0.stats.std"] == pytest.approx(ref.std(), rel=1e-9, abs=1e-12)
+
+
 # --------------------------------------------------------------------------- layout
 
 
