@@ -252,6 +252,42 @@ TEST_P(KernelTest, Float32ToInt8QuantisesWithTiesToEvenAndSaturates) {
   }
 }
 
+TEST_P(KernelTest, Float32ToInt8EqualsTheDivisionAtTiesAndForEveryScale) {
+  // The kernel multiplies by 1/scale and redoes only lanes it cannot prove equal to the
+  // division; values at (k + 1/2) * scale and their float neighbours are the ones where a
+  // wrong proof shows, for scales whose reciprocal rounds in either direction.
+  const float scales[] = {0.5f,    0.01f,   0.1f,     1.0f / 3,  3.0f,   1e-3f,  7.3e-5f,
+                          -0.37f,  1e30f,   1e-38f,   1e-40f,    0.0f,   -0.0f,  kInf,
+                          kNaN,    0x1p-126f, 3e38f,  0.0999999f, 1.1754942e-38f};
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<float> jitter(-1.0f, 1.0f);
+  for (const float scale : scales) {
+    std::vector<float> in;
+    for (int k = -131; k <= 131; ++k) {
+      for (const float base : {(static_cast<float>(k) + 0.5f) * scale, static_cast<float>(k) * scale,
+                               (static_cast<float>(k) + 0.5f) / (1.0f / scale)}) {
+        float lo = base, hi = base;
+        in.push_back(base);
+        for (int step = 0; step < 3; ++step) {
+          lo = std::nextafter(lo, -kInf);
+          hi = std::nextafter(hi, kInf);
+          in.push_back(lo);
+          in.push_back(hi);
+        }
+      }
+      in.push_back(jitter(rng) * 200.0f * scale);
+    }
+    for (const float s : {kNaN, -kNaN, kInf, -kInf, 0.0f, -0.0f, 1e-45f, 3e38f, -3e38f}) in.push_back(s);
+    std::vector<std::int8_t> out(in.size());
+    kernels::float32_to_int8(in.data(), out.data(), in.size(), scale);
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      const float q = std::nearbyint(in[i] / scale);
+      const int want = std::isnan(q) ? 0 : static_cast<int>(std::clamp(q, -128.0f, 127.0f));
+      ASSERT_EQ(out[i], want) << std::hexfloat << "x=" << in[i] << " scale=" << scale;
+    }
+  }
+}
+
 TEST_P(KernelTest, AffineClipLog1pMatchScalarFormulas) {
   for (std::size_t n : kLengths) {
     auto in = special_floats(n, 5);
@@ -282,6 +318,76 @@ TEST_P(KernelTest, AffineClipLog1pMatchScalarFormulas) {
       ASSERT_LE(ulp_distance(dout[i], std::log1p(d[i]), false), 4) << "x=" << d[i];
     }
   }
+}
+
+// float32 log1p's reduction splits 1 + x at its exponent and at table buckets (the top
+// 3 or 5 mantissa bits); values on either side of each split, tiny x (where the result
+// must be x itself), x near -1 and x too large for the reduction (its own path) are where
+// a wrong table entry, offset or compensation term shows.
+std::vector<float> log1p_hard_values() {
+  std::vector<float> v;
+  auto from_bits = [](std::uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+  };
+  for (int e = -26; e <= 127; ++e) {
+    for (std::uint32_t m = 0; m < (1u << 23); m += 1u << 18) {
+      // u = 2^e * (1 + m/2^23) - 1 and its neighbours, as x = u - 1 in float.
+      const float u = std::ldexp(1.0f + static_cast<float>(m) / (1 << 23), e);
+      for (float x : {u - 1.0f, std::nextafter(u - 1.0f, -kInf), std::nextafter(u - 1.0f, kInf),
+                      std::nextafter(u, kInf) - 1.0f}) {
+        if (x > -1.0f && x < kInf) v.push_back(x);
+      }
+    }
+  }
+  for (int e = -149; e <= -10; ++e) {
+    v.push_back(std::ldexp(1.0f, e));
+    v.push_back(-std::ldexp(1.0f, e));
+    v.push_back(std::ldexp(1.3f, e));
+    v.push_back(-std::ldexp(1.7f, e));
+  }
+  for (std::uint32_t b = 0x3f7fff00; b < 0x3f800000; ++b) v.push_back(-from_bits(b));  // -> -1
+  for (std::uint32_t b = 0x7e000000; b < 0x7f800000; b += 0x1234) v.push_back(from_bits(b));
+  v.push_back(std::numeric_limits<float>::max());
+  return v;
+}
+
+TEST_P(KernelTest, Log1pFloat32IsWithinTwoUlpOfExactAtTheReductionsEdges) {
+  const auto in = log1p_hard_values();
+  std::vector<float> out(in.size());
+  kernels::log1p(DType::Float32, in.data(), out.data(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const float want = static_cast<float>(std::log1p(static_cast<double>(in[i])));
+    ASSERT_LE(ulp_distance(out[i], want, true), 2) << std::hexfloat << "x=" << in[i] << " got "
+                                                   << out[i] << " want " << want;
+    if (std::fabs(in[i]) < 0x1p-24f) ASSERT_EQ(bits(out[i]), bits(in[i])) << in[i];
+  }
+}
+
+TEST_P(KernelTest, Log1pFloat32LanesDoNotDependOnTheirNeighbours) {
+  // Special values (-1, below -1, NaN, inf, -0, huge) sprinkled among ordinary ones: each
+  // element must come out as it does alone (the special lanes are patched per lane).
+  const float specials[] = {-1.0f, -2.5f, kNaN, kInf, -kInf, -0.0f, 0.0f, 3e38f, 1e-40f};
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-0.99f, 4.0f);
+  std::vector<float> in(1000);
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    in[i] = (i % 5 == 2) ? specials[(i / 5) % std::size(specials)] : u(rng);
+  }
+  std::vector<float> out(in.size());
+  kernels::log1p(DType::Float32, in.data(), out.data(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    float alone;
+    kernels::log1p(DType::Float32, &in[i], &alone, 1);
+    ASSERT_TRUE(bits(out[i]) == bits(alone) || (std::isnan(out[i]) && std::isnan(alone)))
+        << "x=" << in[i];
+    const float want = std::log1p(in[i]);
+    ASSERT_EQ(std::isnan(out[i]), std::isnan(want)) << "x=" << in[i];
+    if (!std::isnan(want)) ASSERT_LE(ulp_distance(out[i], want, true), 3) << "x=" << in[i];
+  }
+  EXPECT_EQ(bits(out[5 * 5 + 2]), bits(-0.0f));
+  EXPECT_EQ(out[2], -kInf);
 }
 
 TEST_P(KernelTest, ClipIntegersKeepTheirType) {
@@ -329,6 +435,34 @@ TEST_P(KernelTest, StatsSkipNaNAndSurviveALargeOffset) {
     EXPECT_EQ(s.max, static_cast<double>(mx));
     EXPECT_NEAR(s.mean, static_cast<double>(mean), 1e-12 * 1e6);
     EXPECT_NEAR(s.stddev(), std::sqrt(static_cast<double>(m2 / cnt)), 1e-6);
+  }
+}
+
+TEST_P(KernelTest, StatsWithoutNaNFindMinAndMaxAnywhere) {
+  // Chunks without NaN take the fused sum-min-max pass; put the extremes at the start,
+  // in the middle, in the scalar tail and across chunk boundaries.
+  for (std::size_t n : {std::size_t{1}, std::size_t{17}, std::size_t{100}, std::size_t{2048},
+                        std::size_t{2049}, std::size_t{5000}}) {
+    for (std::size_t at : {std::size_t{0}, n / 2, n - 1}) {
+      std::vector<float> v(n);
+      std::mt19937 rng(static_cast<std::uint32_t>(n + at));
+      std::normal_distribution<float> g(-3e5f, 2.0f);
+      for (auto& x : v) x = g(rng);
+      v[at] = -4e5f;
+      v[(at + n / 3) % n] = n > 1 ? -1e5f : v[at];
+      const auto s = kernels::stats(DType::Float32, v.data(), n);
+      long double sum = 0;
+      for (float x : v) sum += x;
+      const long double mean = sum / n;
+      long double m2 = 0;
+      for (float x : v) m2 += (x - mean) * (x - mean);
+      ASSERT_EQ(s.count, n);
+      ASSERT_EQ(s.min, *std::min_element(v.begin(), v.end())) << n << " " << at;
+      ASSERT_EQ(s.max, *std::max_element(v.begin(), v.end())) << n << " " << at;
+      EXPECT_NEAR(s.mean, static_cast<double>(mean), 1e-9 * 3e5);
+      EXPECT_NEAR(s.stddev(), std::sqrt(static_cast<double>(m2 / n)),
+                  1e-9 * std::sqrt(static_cast<double>(m2 / n)) + 1e-9);
+    }
   }
 }
 

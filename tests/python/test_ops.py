@@ -192,6 +192,39 @@ def test_cast_int8_with_scale(target):
         assert np.array_equal(got, want), n
 
 
+def int8_reference(x: np.ndarray, scale: float) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        q = np.clip(np.rint(x / np.float32(scale)), -128, 127)
+    return np.where(np.isnan(q), 0, q).astype(np.int8)
+
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(scale=st.floats(width=32, min_value=0, exclude_min=True, allow_infinity=False),
+       seed=st.integers(0, 2**32 - 1))
+def test_cast_int8_equals_numpys_division_at_ties_for_any_scale(scale, seed):
+    # The kernel multiplies by 1/scale and proves per vector that this rounds like the
+    # division; values at (k + 1/2) * scale and their float neighbours are where it must
+    # fall back. Checked on every target.
+    rng = np.random.default_rng(seed)
+    s = np.float32(scale)
+    k = np.arange(-131, 132, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        ties = (k + np.float32(0.5)) * s
+        x = np.concatenate([ties, np.nextafter(ties, np.float32(np.inf)),
+                            np.nextafter(ties, np.float32(-np.inf)), k * s,
+                            (rng.uniform(-200, 200, 1000) * s).astype(np.float32),
+                            np.array([np.nan, np.inf, -np.inf, 0, 1e-45, 3e38], np.float32)])
+    rng.shuffle(x)
+    want = int8_reference(x, s)
+    for t in TARGETS:
+        ts.ops.force_simd(t)
+        try:
+            got = ts.ops.apply(x, [ts.ops.cast("int8", scale=float(s))])
+        finally:
+            ts.ops.force_simd(None)
+        assert np.array_equal(got, want), (t, x[got != want], got[got != want], want[got != want])
+
+
 # --------------------------------------------------------------------------- elementwise
 
 
@@ -278,6 +311,23 @@ def test_log1p_float32_dense_sweep_within_3_ulps_of_exact(target):
     assert d.max() <= 3, (x[np.argmax(d)], got[np.argmax(d)], want[np.argmax(d)])
 
 
+def test_log1p_float32_mixed_with_values_outside_the_reduction(target):
+    # Values below -1 and above 6e37 take another path than their neighbours in the same
+    # vector; NaN positions, ulps and the neighbours' results must not depend on that.
+    rng = np.random.default_rng(8)
+    x = (np.sin(np.arange(4099) * 1e-2) * 1.02 + rng.normal(0, 0.01, 4099)).astype(np.float32)
+    x[::37] = np.float32(3e38)
+    x[5::41] = np.float32(7e37)
+    x[9::43] = -1.0
+    got = ts.ops.apply(x, [ts.ops.log1p()])
+    with np.errstate(all="ignore"):
+        want = np.log1p(x.astype(np.float64)).astype(np.float32)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert ulps(got, want).max() <= 2
+    alone = np.concatenate([ts.ops.apply(x[i:i + 1], [ts.ops.log1p()]) for i in range(64)])
+    assert same_bits(alone, got[:64]) or np.array_equal(alone, got[:64], equal_nan=True)
+
+
 # --------------------------------------------------------------------------- stats
 
 
@@ -301,6 +351,21 @@ def test_stats_match_numpy_nan_functions(target, dtype):
         ref = good.astype(np.float64)
         assert a["0.stats.mean"] == pytest.approx(ref.mean(), rel=1e-12, abs=1e-12)
         assert a["0.stats.std"] == pytest.approx(ref.std(), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 17, 2048, 2049, 5000])
+def test_stats_float32_without_nan_match_numpy(target, n):
+    # Chunks without NaN take a fused sum-min-max pass (those above always hold NaN).
+    rng = np.random.default_rng(n)
+    x = rng.normal(-3e5, 2, n).astype(np.float32)
+    x[rng.integers(0, n)] = -4e5
+    x[rng.integers(0, n)] = 1e5
+    _, a, _ = ts.ops.apply(x, [ts.ops.stats()], details=True)
+    ref = x.astype(np.float64)
+    assert a["0.stats.count"] == n and a["0.stats.nan_count"] == 0
+    assert a["0.stats.min"] == x.min() and a["0.stats.max"] == x.max()
+    assert a["0.stats.mean"] == pytest.approx(ref.mean(), rel=1e-12)
+    assert a["0.stats.std"] == pytest.approx(ref.std(), rel=1e-9, abs=1e-12)
 
 
 # --------------------------------------------------------------------------- layout

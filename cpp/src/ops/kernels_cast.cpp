@@ -239,6 +239,36 @@ void F32ToBF16(const float* HWY_RESTRICT in, std::uint16_t* HWY_RESTRICT out, st
   for (; i < n; ++i) out[i] = float_to_bfloat16(in[i]);
 }
 
+// The definition of the result: numpy's clip(rint(x / scale), -128, 127), NaN -> 0, with a
+// true division.
+template <class D, class V>
+HWY_INLINE V QuantiseByDivision(D df, V x, V scale) {
+  const auto q = hn::Round(hn::Div(x, scale));
+  // Compare-and-select rather than Min/Max: what x86 min/max do with NaN depends on
+  // operand order; NaN lanes are zeroed explicitly below.
+  auto c = hn::IfThenElse(hn::Lt(q, hn::Set(df, -128.0f)), hn::Set(df, -128.0f), q);
+  c = hn::IfThenElse(hn::Gt(c, hn::Set(df, 127.0f)), hn::Set(df, 127.0f), c);
+  return hn::IfThenElseZero(hn::Eq(q, q), c);
+}
+
+// Quantisation multiplies by inv = fl(1/scale) instead of dividing, and proves per vector
+// that this gives the division's result, else redoes the vector with the division.
+//
+// Why the bracket below suffices: with u = 2^-24, fl(1/scale) = (1/scale)(1+e1) and
+// q = fl(x*inv) = (x/scale)(1+e1)(1+e2), while the reference is fl(x/scale) =
+// (x/scale)(1+e3), |ei| <= u (inv normal, products not subnormal; a subnormal q is below
+// 2^-126 and both round to 0). So the reference lies between q*(1 - eps) and q*(1 + eps)
+// for eps = 2^-20 > 3u + O(u^2). rint is non-decreasing (ties to even included), so if
+// rint(q*(1-eps)) == rint(q*(1+eps)) the reference rounds to that same integer; clamping
+// q to [-128, 127] first changes nothing (a q beyond a bound has the reference within eps
+// of it or beyond, which rounds and clamps to the same bound). Only lanes within about
+// 128*2^-20 of a half-integer fail the test, and so does NaN. Without fused multiply-add (SSE4, the
+// portable targets) q*(1 +- eps) rounds before 1.5*2^23 is added, which moves the bracket
+// by u relative: still wider than 3u.
+//
+// rint(v) + 1.5*2^23 is computed exactly by one multiply-add with 1.5*2^23: for |v| <=
+// 2^22 the sum's ulp is 1, so its rounding (to nearest even) is rint's; its bit pattern
+// is that of 1.5*2^23 plus the integer.
 void F32ToI8(const float* HWY_RESTRICT in, std::int8_t* HWY_RESTRICT out, std::size_t n,
              float scale) {
   const hn::ScalableTag<float> df;
@@ -246,16 +276,53 @@ void F32ToI8(const float* HWY_RESTRICT in, std::int8_t* HWY_RESTRICT out, std::s
   const hn::Rebind<std::int8_t, decltype(df)> d8;
   const std::size_t N = hn::Lanes(df);
   const auto vscale = hn::Set(df, scale);
-  const auto lo = hn::Set(df, -128.0f);
-  const auto hi = hn::Set(df, 127.0f);
+  const float inv = 1.0f / scale;
   std::size_t i = 0;
+  if (std::isnormal(inv)) {
+    const auto vinv = hn::Set(df, inv);
+    const auto lo = hn::Set(df, -128.0f);
+    const auto hi = hn::Set(df, 127.0f);
+    const auto up = hn::Set(df, 1.0f + 0x1p-20f);
+    const auto down = hn::Set(df, 1.0f - 0x1p-20f);
+    const auto magic = hn::Set(df, 0x1.8p23f);
+    const auto magic_bits = hn::BitCast(di, magic);
+    // rint(x*inv) + 1.5*2^23 clamped, and whether the bracket proves it equal to the
+    // division's result.
+    auto quantise = [&](std::size_t at, hn::Vec<decltype(df)>& r) {
+      const auto x = hn::LoadU(df, in + at);
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_EMU128 && HWY_TARGET != HWY_SCALAR
+      // maxps/minps return their second operand when either is NaN, so NaN reaches r
+      // and fails the comparison below by itself.
+      const auto q = hn::Min(hi, hn::Max(lo, hn::Mul(x, vinv)));
+      r = hn::MulAdd(q, up, magic);
+      return hn::Eq(r, hn::MulAdd(q, down, magic));
+#else
+      const auto q = hn::Min(hn::Max(hn::Mul(x, vinv), lo), hi);
+      r = hn::MulAdd(q, up, magic);
+      return hn::And(hn::Eq(r, hn::MulAdd(q, down, magic)), hn::Eq(x, x));
+#endif
+    };
+    auto by_division = [&](std::size_t at) {
+      const auto c = QuantiseByDivision(df, hn::LoadU(df, in + at), vscale);
+      hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, c)), d8, out + at);
+    };
+    for (; i + N <= n; i += N) {
+      hn::Vec<decltype(df)> r;
+      if (HWY_UNLIKELY(!hn::AllTrue(df, quantise(i, r)))) {
+        by_division(i);
+        continue;
+      }
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+      // vpmovdb keeps the low byte, which is the integer's: 1.5*2^23 has a zero low byte.
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                       _mm512_cvtepi32_epi8(hn::BitCast(di, r).raw));
+#else
+      hn::StoreU(hn::DemoteTo(d8, hn::Sub(hn::BitCast(di, r), magic_bits)), d8, out + i);
+#endif
+    }
+  }
   for (; i + N <= n; i += N) {
-    const auto q = hn::Round(hn::Div(hn::LoadU(df, in + i), vscale));
-    // Compare-and-select rather than Min/Max: what x86 min/max do with NaN depends on
-    // operand order; NaN lanes are zeroed explicitly below.
-    auto c = hn::IfThenElse(hn::Lt(q, lo), lo, q);
-    c = hn::IfThenElse(hn::Gt(c, hi), hi, c);
-    c = hn::IfThenElseZero(hn::Eq(q, q), c);
+    const auto c = QuantiseByDivision(df, hn::LoadU(df, in + i), vscale);
     hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, c)), d8, out + i);
   }
   for (; i < n; ++i) {

@@ -11,6 +11,8 @@
 #include <hwy/contrib/math/math-inl.h>
 
 #include <cmath>
+#include <cstdint>
+#include <iterator>
 #include <limits>
 #include <type_traits>
 
@@ -154,62 +156,199 @@ V Log1pFull(D d, V x) {
   return hn::IfThenElse(hn::IsNaN(x), x, y);
 }
 
-// Lanes Log1pF32's formula covers: -1 < x < inf and x != 0 (it would turn -0 into +0).
-// NaN fails the first comparison.
-template <class D, class V>
-HWY_INLINE auto Log1pF32Regular(D d, V x) {
-  return hn::And(hn::Gt(x, hn::Set(d, -1.0f)),
-                 hn::And(hn::Lt(x, hn::Set(d, HUGE_VALF)), hn::Ne(x, hn::Zero(d))));
+// float32 log1p, table driven. With u = fl(1 + x) = 2^k * z (z in [0.71, 1.43)) and
+// c = x - (u - 1) the rounding error of 1 + x (exact), the top mantissa bits of u pick
+// a table entry g ~ 1/z; then r = (z + c/2^k) * g - 1 is small and
+//   log1p(x) = k*ln2 - log(g) + log(1 + r),
+// log(1 + r) = r + r^2 * P(r) with P a short minimax polynomial. Two multiply-adds give
+// r from z and the scaled c, so small x keep full precision: the entry holding z = 1 has
+// g = 1 and log(g) = 0, where r comes out as exactly x. The other g are floats within a
+// few hundred ulps of 1/(bucket centre) picked so that log(g) rounds to float32 with an
+// error below 0.001 ulp (tables and P derived with mpmath; P fitted for relative error
+// over the buckets' range of r). Measured over every float32 in (-1, inf) against log1p
+// in float64 rounded to float32: at most 2 ulp, on every target.
+//
+// The table is as large as one permute instruction can index: 32 entries read from two
+// registers on AVX-512 (|r| <= 1/64, P of degree 2), 8 entries elsewhere (|r| <= 1/16,
+// P of degree 3; the portable targets gather from memory).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr int kLog1pTableBits = 5;
+#else
+constexpr int kLog1pTableBits = 3;
+#endif
+
+template <int kBits>
+struct Log1pTable;
+
+template <>
+struct Log1pTable<5> {
+  // Bits of u minus kOffset: the exponent field is k, the next 5 bits the entry. 1.0 lies
+  // in the middle of its bucket (entry 18), so that bucket's r is as small as the others'.
+  static constexpr std::int32_t kOffset = 0x3f360000;
+  alignas(64) static constexpr float kInvC[32] = {
+      0x1.641d2cp+0f, 0x1.5ca964p+0f, 0x1.5564fap+0f, 0x1.4e5f7ep+0f,
+      0x1.47bbccp+0f, 0x1.41345cp+0f, 0x1.3b20d8p+0f, 0x1.352496p+0f,
+      0x1.2f63fap+0f, 0x1.29e368p+0f, 0x1.248eeep+0f, 0x1.1f6944p+0f,
+      0x1.1a814ap+0f, 0x1.15bc34p+0f, 0x1.110a0ep+0f, 0x1.0c9fc6p+0f,
+      0x1.083b62p+0f, 0x1.0407dcp+0f, 0x1.000000p+0f, 0x1.f06b94p-1f,
+      0x1.e1f452p-1f, 0x1.d40f4ep-1f, 0x1.c711d4p-1f, 0x1.badefep-1f,
+      0x1.af1f4ap-1f, 0x1.a42db0p-1f, 0x1.99a968p-1f, 0x1.8f9708p-1f,
+      0x1.8624d2p-1f, 0x1.7cf1b6p-1f, 0x1.746c6cp-1f, 0x1.6c1380p-1f,
+  };
+  // log(kInvC[i]) rounded to float32.
+  alignas(64) static constexpr float kLogInvC[32] = {
+      0x1.51febep-2f,  0x1.3c56bcp-2f,  0x1.26c50ep-2f,  0x1.117d5ap-2f,
+      0x1.f9e780p-3f,  0x1.d0b148p-3f,  0x1.a9944ep-3f,  0x1.824e78p-3f,
+      0x1.5bd6dep-3f,  0x1.365b36p-3f,  0x1.11616ap-3f,  0x1.da0e7ep-4f,
+      0x1.938896p-4f,  0x1.4dc912p-4f,  0x1.07f05cp-4f,  0x1.8a53b4p-5f,
+      0x1.0346b4p-5f,  0x1.ffe902p-7f,  0.0f,            -0x1.fa4ba6p-6f,
+      -0x1.ef69a0p-5f, -0x1.6f8740p-4f, -0x1.e2d004p-4f, -0x1.290ddap-3f,
+      -0x1.601e68p-3f, -0x1.94c6f2p-3f, -0x1.c8b076p-3f, -0x1.fbab7ep-3f,
+      -0x1.165524p-2f, -0x1.2ec494p-2f, -0x1.45ee94p-2f, -0x1.5d2504p-2f,
+  };
+  // P(r), lowest degree first; |log1p(r) - (r + r^2 P(r))| <= 2^-28.8 |log1p(r)| for
+  // r in [-0.0153, 0.0157].
+  static constexpr float kP[3] = {-0x1p-1f, 0x1.555fb2p-2f, -0x1.ffd51ep-3f};
+};
+
+template <>
+struct Log1pTable<3> {
+  static constexpr std::int32_t kOffset = 0x3f380000;  // 1.0 in the middle of entry 4
+  alignas(32) static constexpr float kInvC[8] = {
+      0x1.5564fap+0f, 0x1.3b20d8p+0f, 0x1.248eeep+0f, 0x1.11031cp+0f,
+      0x1.000000p+0f, 0x1.c711d4p-1f, 0x1.99a968p-1f, 0x1.746c6cp-1f,
+  };
+  alignas(32) static constexpr float kLogInvC[8] = {
+      0x1.26c50ep-2f, 0x1.a9944ep-3f,  0x1.11616ap-3f,  0x1.07882ap-4f,
+      0.0f,           -0x1.e2d004p-4f, -0x1.c8b076p-3f, -0x1.45ee94p-2f,
+  };
+  // Without fused multiply-add, 1 - z*g would round; those targets divide instead, by
+  // floats c near the bucket centres (c = 1 for entry 4) with -log(c) as exact as above.
+  alignas(32) static constexpr float kC[8] = {
+      0x1.7fea98p-1f, 0x1.9ffcc2p-1f, 0x1.c01198p-1f, 0x1.dfed14p-1f,
+      0x1.000000p+0f, 0x1.1ffbc6p+0f, 0x1.40132cp+0f, 0x1.6005acp+0f,
+  };
+  alignas(32) static constexpr float kMinusLogC[8] = {
+      0x1.26cf38p-2f, 0x1.a94ecap-3f,  0x1.11287cp-3f,  0x1.08fb06p-4f,
+      0.0f,           -0x1.e2345ap-4f, -0x1.c97a2cp-3f, -0x1.46293cp-2f,
+  };
+  // Relative error <= 2^-26.8 for r in [-0.0557, 0.0625] (both reductions' range).
+  static constexpr float kP[4] = {-0x1.ffffdap-2f, 0x1.55568ep-2f, -0x1.00b622p-2f,
+                                  0x1.95f6e2p-3f};
+};
+
+using Log1pF32Table = Log1pTable<kLog1pTableBits>;
+
+// The largest bits of u the reduction takes: k <= 126, so that 2^-k stays a normal float.
+constexpr std::int32_t kLog1pMaxBits = Log1pF32Table::kOffset + (127 << 23) - 1;
+
+// kInvC and kLogInvC entries for `bits` (u's bits minus kOffset; the entry is in bits
+// 23 - kLog1pTableBits and up, higher bits are ignored).
+template <class D, class VI>
+HWY_INLINE void Log1pLookup(D d, VI bits, hn::Vec<D>& inv_c, hn::Vec<D>& log_inv_c) {
+  constexpr int kShift = 23 - kLog1pTableBits;
+  const auto idx = hn::ShiftRight<kShift>(bits);
+  using T = Log1pF32Table;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  // vpermt2ps: one instruction indexes 32 lanes of two registers by the low 5 bits.
+  const hn::Full512<float> d16;
+  inv_c.raw = _mm512_permutex2var_ps(hn::Load(d16, T::kInvC).raw, idx.raw,
+                                     hn::Load(d16, T::kInvC + 16).raw);
+  log_inv_c.raw = _mm512_permutex2var_ps(hn::Load(d16, T::kLogInvC).raw, idx.raw,
+                                         hn::Load(d16, T::kLogInvC + 16).raw);
+  (void)d;
+#elif HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
+  // vpermps reads only the low 3 bits of each index.
+  inv_c.raw = _mm256_permutevar8x32_ps(hn::Load(d, T::kInvC).raw, idx.raw);
+  log_inv_c.raw = _mm256_permutevar8x32_ps(hn::Load(d, T::kLogInvC).raw, idx.raw);
+#elif HWY_NATIVE_FMA
+  const auto i = hn::And(idx, hn::Set(hn::RebindToSigned<D>(), 7));
+  inv_c = hn::GatherIndex(d, T::kInvC, i);
+  log_inv_c = hn::GatherIndex(d, T::kLogInvC, i);
+#else
+  // See Log1pTable<3>::kC: these targets get c and -log(c) instead.
+  const auto i = hn::And(idx, hn::Set(hn::RebindToSigned<D>(), 7));
+  inv_c = hn::GatherIndex(d, T::kC, i);
+  log_inv_c = hn::GatherIndex(d, T::kMinusLogC, i);
+#endif
 }
 
-// The other lanes: -1 -> -inf, x < -1 -> NaN, and x itself for +-0, +inf and NaN. Out of
-// line: streams rarely hold them, and the main loop only tests for them.
+// log1p for the lanes whose u = 1 + x has bits in [1, kLog1pMaxBits], i.e. -1 < x <
+// 6e37; garbage elsewhere. -0 gives -0: the operations are ordered so that a zero keeps
+// its sign (P(0) < 0, and the last step subtracts the +0 that log(g) - k*ln2 is there).
 template <class D, class V>
-HWY_NOINLINE V Log1pF32Special(D d, V x, V y) {
-  const auto minus_one = hn::Set(d, -1.0f);
-  V fix = hn::IfThenElse(hn::Eq(x, minus_one), hn::Set(d, -HUGE_VALF), x);
-  const auto nan = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
-  fix = hn::IfThenElse(hn::Lt(x, minus_one), nan, fix);
-  return hn::IfThenElse(Log1pF32Regular(d, x), y, fix);
-}
-
-// float32, with fewer operations than the generic log: u = fl(1 + x) = 2^k * m with m in
-// [sqrt(2)/2, sqrt(2)), c = x - (u - 1) the rounding error of 1 + x (exact), and
-// log1p(x) = k*ln2 + log(m + c/2^k), where log(1 + f) = f + f^2 * Q(f) with Q a minimax
-// polynomial (relative error 2^-25 over f's range). For k = 0, f = (m - 1) + c is exactly
-// x, so small x keep their full precision without a division; otherwise rounding c/2^k
-// into f costs at most half an ulp. Measured over every 97th float32 in [-1, inf) against
-// log1p in float64 rounded to float32: at most 2 ulp, on every target.
-template <class D, class V>
-HWY_INLINE V Log1pF32(D d, V x) {
+HWY_INLINE V Log1pF32Reduced(D d, V x) {
+  using T = Log1pF32Table;
   const hn::RebindToSigned<D> di;
   const auto one = hn::Set(d, 1.0f);
   const auto u = hn::Add(x, one);
-  // Adding 1 - sqrt(2)/2 to the mantissa carries into the exponent field at m = sqrt(2).
-  const auto iu = hn::Add(hn::BitCast(di, u), hn::Set(di, 0x3f800000 - 0x3f3504f3));
-  const auto biased_k = hn::ShiftRight<23>(iu);
-  const auto m = hn::BitCast(d, hn::Add(hn::And(iu, hn::Set(di, 0x007fffff)),
-                                        hn::Set(di, 0x3f3504f3)));
-  const auto c = hn::Sub(x, hn::Sub(u, one));
-  // 2^-k from its exponent bits; 0 for k >= 127, where c no longer matters.
-  const auto two_to_minus_k = hn::BitCast(
-      d, hn::ShiftLeft<23>(hn::Max(hn::Sub(hn::Set(di, 254), biased_k), hn::Zero(di))));
-  const auto f = hn::MulAdd(c, two_to_minus_k, hn::Sub(m, one));
-  const auto k = hn::ConvertTo(d, hn::Sub(biased_k, hn::Set(di, 127)));
-  auto q = hn::Set(d, 0.08735427260398865f);
-  q = hn::MulAdd(q, f, hn::Set(d, -0.1430848091840744f));
-  q = hn::MulAdd(q, f, hn::Set(d, 0.14918199181556702f));
-  q = hn::MulAdd(q, f, hn::Set(d, -0.16570404171943665f));
-  q = hn::MulAdd(q, f, hn::Set(d, 0.19962044060230255f));
-  q = hn::MulAdd(q, f, hn::Set(d, -0.25001758337020874f));
-  q = hn::MulAdd(q, f, hn::Set(d, 0.33333951234817505f));
-  q = hn::MulAdd(q, f, hn::Set(d, -0.49999991059303284f));
-  const auto log_m = hn::MulAdd(hn::Mul(f, f), q, f);
-  // ln2 split so that k * ln2_hi is exact for every k (-24..128).
-  const auto y = hn::MulAdd(k, hn::Set(d, 6.9313812256e-01f),
-                            hn::MulAdd(k, hn::Set(d, 9.0580006145e-06f), log_m));
-  if (HWY_LIKELY(hn::AllTrue(d, Log1pF32Regular(d, x)))) return y;
-  return Log1pF32Special(d, x, y);
+  const auto iu = hn::BitCast(di, u);
+  const auto bits = hn::Sub(iu, hn::Set(di, T::kOffset));
+  const auto k_bits = hn::And(bits, hn::Set(di, static_cast<std::int32_t>(0xff800000u)));
+  const auto z = hn::BitCast(d, hn::Sub(iu, k_bits));
+  const auto two_to_minus_k = hn::BitCast(d, hn::Sub(hn::BitCast(di, one), k_bits));
+  V inv_c, log_inv_c;
+  Log1pLookup(d, bits, inv_c, log_inv_c);
+  // c*2^-k = x*2^-k - (z - 2^-k): z - 2^-k = (u - 1)*2^-k is exact (u is a multiple of
+  // ulp(1)/2 below 1, and of ulp(u) above), so the rounding of the multiply-subtract is
+  // the only one, and it is exact too: c*2^-k is a float. (Above u = 2^24 neither holds,
+  // but there c is far below y's ulp.)
+  const auto c_scaled = hn::MulSub(x, two_to_minus_k, hn::Sub(z, two_to_minus_k));
+#if HWY_NATIVE_FMA
+  // r = (z + c*2^-k) * g - 1, as c*2^-k*g - (1 - z*g).
+  const auto one_minus_zg = hn::NegMulAdd(z, inv_c, one);
+  const auto r = hn::MulSub(c_scaled, inv_c, one_minus_zg);
+#else
+  // r = (z + c*2^-k) / c_table - 1, as (c*2^-k - (c_table - z)) / c_table; c_table - z
+  // is exact (the two are within a factor of 2).
+  const auto r = hn::Div(hn::Sub(c_scaled, hn::Sub(inv_c, z)), inv_c);
+#endif
+  constexpr std::size_t kDegree = std::size(T::kP);
+  auto p = hn::Set(d, T::kP[kDegree - 1]);
+  for (std::size_t i = kDegree - 1; i-- > 0;) p = hn::MulAdd(p, r, hn::Set(d, T::kP[i]));
+  const auto log1p_r = hn::MulAdd(hn::Mul(r, r), p, r);
+  // k_bits converts exactly to k * 2^23; log(g) - k*ln2 rounds once.
+  const auto ln2_scaled = hn::Set(d, 0x1.62e430p-1f * 0x1p-23f);
+  const auto log_g_minus_k_ln2 = hn::NegMulAdd(hn::ConvertTo(d, k_bits), ln2_scaled, log_inv_c);
+  return hn::Sub(log1p_r, log_g_minus_k_ln2);
+}
+
+// All-ones where Log1pF32Reduced applies: u's bits in [1, kLog1pMaxBits] as a single
+// signed comparison, by rotating that range to start at INT32_MIN. Out: x <= -1 (u <= 0
+// or negative), +inf, NaN and x above 6e37.
+template <class D, class V>
+HWY_INLINE auto Log1pF32Reducible(D d, V x) {
+  const hn::RebindToSigned<D> di;
+  const auto iu = hn::BitCast(di, hn::Add(x, hn::Set(d, 1.0f)));
+  const auto rotated = hn::Add(iu, hn::Set(di, 0x7fffffff));
+  return hn::RebindMask(
+      d, hn::Lt(rotated, hn::Set(di, static_cast<std::int32_t>(0x80000000u + kLog1pMaxBits))));
+}
+
+// log1p(x) for finite x above 6e37, where the reduction's 2^-k would overflow: log(x)
+// (equal to log1p(x) in float32) as log(x * 2^-64) + 64*ln2. Out of line: no stream
+// should hold such values, but they must not come out wrong.
+template <class D, class V>
+HWY_NOINLINE V Log1pF32Huge(D d, V x) {
+  return hn::MulAdd(hn::Set(d, 64.0f), hn::Set(d, 0x1.62e430p-1f),
+                    Log1pF32Reduced(d, hn::Mul(x, hn::Set(d, 0x1p-64f))));
+}
+
+template <class D, class V>
+HWY_INLINE V Log1pF32(D d, V x) {
+  const V y = Log1pF32Reduced(d, x);
+  const auto reducible = Log1pF32Reducible(d, x);
+  if (HWY_LIKELY(hn::AllTrue(d, reducible))) return y;
+  // Inline rather than out of line: data below -1 (NaN out, as numpy gives) is common
+  // enough in practice for a call's spills to show. -1 -> -inf, x < -1 -> NaN, x itself
+  // for +inf and NaN.
+  const auto minus_one = hn::Set(d, -1.0f);
+  V fix = hn::IfThenElse(hn::Eq(x, minus_one), hn::Set(d, -HUGE_VALF), x);
+  fix = hn::IfThenElse(hn::Lt(x, minus_one), hn::Set(d, std::numeric_limits<float>::quiet_NaN()),
+                       fix);
+  const auto huge = hn::And(hn::Gt(x, hn::Set(d, 0x1p125f)), hn::Lt(x, hn::Set(d, HUGE_VALF)));
+  if (HWY_UNLIKELY(!hn::AllFalse(d, huge))) fix = hn::IfThenElse(huge, Log1pF32Huge(d, x), fix);
+  return hn::IfThenElse(reducible, y, fix);
 }
 
 template <class D, class V>

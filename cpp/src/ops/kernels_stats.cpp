@@ -1,7 +1,8 @@
 // Block statistics (min, max, mean, std, NaN count): cheap enough to run on every block.
-// The array is walked in chunks that fit in L1; each chunk takes two passes (sum, then the
-// squared deviations from the chunk's own mean, the second pass reading from cache) in
-// float64, and the chunk results are merged with Chan et al.'s pairwise formula. This
+// The array is walked in chunks that fit in L1; each chunk takes two passes (sum, with
+// min and max in the same read for float32, then the squared deviations from the chunk's
+// own mean, the second pass reading from cache) in float64, and the chunk results are
+// merged with Chan et al.'s pairwise formula. This
 // reads memory once and keeps the variance exact to float64 rounding even for data with a
 // large offset, where a one-pass sum of squares cancels catastrophically.
 #include "ops/hwy_config.hpp"
@@ -95,27 +96,75 @@ double Sum(const T* p, std::size_t n, std::size_t& count) {
   return sum;
 }
 
+#if HWY_TARGET != HWY_SCALAR  // one-lane vectors have no halves
+// Pass one for float32 without NaN check: sum (float64, four accumulators) and min/max
+// (float lanes) in one read. A NaN makes the sum NaN, which sends the chunk to the masked
+// passes; min/max are then recomputed there.
+double SumMinMaxF32(const float* p, std::size_t n, float& mn, float& mx) {
+  const hn::ScalableTag<float> df;
+  const hn::Repartition<double, decltype(df)> dd;
+  const hn::Half<decltype(df)> dh;
+  const std::size_t N = hn::Lanes(df);
+  auto s0 = hn::Zero(dd), s1 = hn::Zero(dd), s2 = hn::Zero(dd), s3 = hn::Zero(dd);
+  auto lo0 = hn::Set(df, HUGE_VALF), lo1 = lo0;
+  auto hi0 = hn::Set(df, -HUGE_VALF), hi1 = hi0;
+  std::size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto a = hn::LoadU(df, p + i);
+    const auto b = hn::LoadU(df, p + i + N);
+    lo0 = hn::Min(lo0, a);
+    lo1 = hn::Min(lo1, b);
+    hi0 = hn::Max(hi0, a);
+    hi1 = hn::Max(hi1, b);
+    s0 = hn::Add(s0, hn::PromoteTo(dd, hn::LowerHalf(dh, a)));
+    s1 = hn::Add(s1, hn::PromoteTo(dd, hn::UpperHalf(dh, a)));
+    s2 = hn::Add(s2, hn::PromoteTo(dd, hn::LowerHalf(dh, b)));
+    s3 = hn::Add(s3, hn::PromoteTo(dd, hn::UpperHalf(dh, b)));
+  }
+  double sum = hn::GetLane(hn::SumOfLanes(dd, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  float l = hn::GetLane(hn::MinOfLanes(df, hn::Min(lo0, lo1)));
+  float h = hn::GetLane(hn::MaxOfLanes(df, hn::Max(hi0, hi1)));
+  for (; i < n; ++i) {
+    sum += static_cast<double>(p[i]);
+    l = p[i] < l ? p[i] : l;
+    h = p[i] > h ? p[i] : h;
+  }
+  mn = l;
+  mx = h;
+  return sum;
+}
+#endif
+
 // Sum of squared deviations from `mean` (pass two, reading the chunk from L1).
 template <bool kSkipNaN, typename T>
 double SquaredDeviations(const T* p, std::size_t n, double mean) {
   const hn::ScalableTag<double> dd;
   const std::size_t N = hn::Lanes(dd);
   const auto vmean = hn::Set(dd, mean);
-  auto m0 = hn::Zero(dd), m1 = hn::Zero(dd);
+  // Four accumulators: the multiply-adds' latency, not the loads from L1, bounds this loop.
+  auto m0 = hn::Zero(dd), m1 = hn::Zero(dd), m2v = hn::Zero(dd), m3 = hn::Zero(dd);
   std::size_t i = 0;
-  for (; i + 2 * N <= n; i += 2 * N) {
+  for (; i + 4 * N <= n; i += 4 * N) {
     const auto a = LoadAsF64(dd, p + i);
     const auto b = LoadAsF64(dd, p + i + N);
+    const auto c = LoadAsF64(dd, p + i + 2 * N);
+    const auto e = LoadAsF64(dd, p + i + 3 * N);
     auto da = hn::Sub(a, vmean);
     auto db = hn::Sub(b, vmean);
+    auto dc = hn::Sub(c, vmean);
+    auto de = hn::Sub(e, vmean);
     if constexpr (kSkipNaN) {
       da = hn::IfThenElseZero(hn::Eq(a, a), da);
       db = hn::IfThenElseZero(hn::Eq(b, b), db);
+      dc = hn::IfThenElseZero(hn::Eq(c, c), dc);
+      de = hn::IfThenElseZero(hn::Eq(e, e), de);
     }
     m0 = hn::MulAdd(da, da, m0);
     m1 = hn::MulAdd(db, db, m1);
+    m2v = hn::MulAdd(dc, dc, m2v);
+    m3 = hn::MulAdd(de, de, m3);
   }
-  double m2 = hn::GetLane(hn::SumOfLanes(dd, hn::Add(m0, m1)));
+  double m2 = hn::GetLane(hn::SumOfLanes(dd, hn::Add(hn::Add(m0, m1), hn::Add(m2v, m3))));
   for (; i < n; ++i) {
     const double v = static_cast<double>(p[i]);
     if (!kSkipNaN || v == v) m2 += (v - mean) * (v - mean);
@@ -126,14 +175,26 @@ double SquaredDeviations(const T* p, std::size_t n, double mean) {
 template <typename T>
 BlockStats ChunkStats(const T* p, std::size_t n) {
   BlockStats s;
-  std::size_t count = 0;
-  double sum = Sum<false>(p, n, count);
+  std::size_t count = n;
+  double sum;
+  float mn = 0, mx = 0;
+  constexpr bool kFused = std::is_same_v<T, float> && HWY_TARGET != HWY_SCALAR;
+  if constexpr (kFused) {
+    sum = SumMinMaxF32(p, n, mn, mx);
+  } else {
+    sum = Sum<false>(p, n, count);
+  }
   const bool masked = sum != sum;  // a NaN (or +inf and -inf) in the chunk: take the slow pass
   if (masked) sum = Sum<true>(p, n, count);
   s.count = count;
   s.nan_count = n - count;
   if (count == 0) return s;
-  MinMax(p, n, s.min, s.max);
+  if (kFused && !masked) {
+    s.min = mn;
+    s.max = mx;
+  } else {
+    MinMax(p, n, s.min, s.max);
+  }
   s.mean = sum / static_cast<double>(count);
   s.m2 = masked ? SquaredDeviations<true>(p, n, s.mean) : SquaredDeviations<false>(p, n, s.mean);
   return s;
