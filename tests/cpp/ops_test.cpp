@@ -361,7 +361,9 @@ TEST_P(KernelTest, Log1pFloat32IsWithinTwoUlpOfExactAtTheReductionsEdges) {
     const float want = static_cast<float>(std::log1p(static_cast<double>(in[i])));
     ASSERT_LE(ulp_distance(out[i], want, true), 2) << std::hexfloat << "x=" << in[i] << " got "
                                                    << out[i] << " want " << want;
-    if (std::fabs(in[i]) < 0x1p-24f) ASSERT_EQ(bits(out[i]), bits(in[i])) << in[i];
+    if (std::fabs(in[i]) < 0x1p-24f) {
+      ASSERT_EQ(bits(out[i]), bits(in[i])) << in[i];
+    }
   }
 }
 
@@ -384,7 +386,9 @@ TEST_P(KernelTest, Log1pFloat32LanesDoNotDependOnTheirNeighbours) {
         << "x=" << in[i];
     const float want = std::log1p(in[i]);
     ASSERT_EQ(std::isnan(out[i]), std::isnan(want)) << "x=" << in[i];
-    if (!std::isnan(want)) ASSERT_LE(ulp_distance(out[i], want, true), 3) << "x=" << in[i];
+    if (!std::isnan(want)) {
+      ASSERT_LE(ulp_distance(out[i], want, true), 3) << "x=" << in[i];
+    }
   }
   EXPECT_EQ(bits(out[5 * 5 + 2]), bits(-0.0f));
   EXPECT_EQ(out[2], -kInf);
