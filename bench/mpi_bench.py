@@ -6,7 +6,8 @@ processes of one MPMD launch of the MPICH wheel's mpiexec.
     python bench/mpi_bench.py [--sizes 1M,16M,64M] [--seconds 1] [--json out.json]
 
 twinstream: writer reserve()s each step (writes 8 bytes), the reader pulls it with
-get(out=) into one preallocated array -- MPI_Rget straight into it, no copy in twinstream;
+get(out=) into one preallocated array from ts.empty (page-aligned like step memory, as the
+baselines' two numpy arrays are aligned like each other) -- MPI_Rget straight into it;
 per step it also pays the announcement and the acknowledgement on the control connection.
 Send/Recv: rank 0 sends the buffer, rank 1 receives into one array. MPI_Get: rank 1 gets
 rank 0's window into one array and flushes, per step. GB/s = 1e9 bytes/s at the receiver,
@@ -81,7 +82,7 @@ with ts.open("mpibench", "w", dir=d, min_readers=1, open_timeout=60, queue_limit
 READER = r"""
 import sys, time, json, numpy as np, twinstream as ts
 d, size = sys.argv[1], int(sys.argv[2])
-out = np.empty(size, np.uint8)
+out = ts.empty(size, np.uint8)
 n, t0 = 0, None
 with ts.open("mpibench", "r", dir=d, data_plane="mpi", timeout=60, prefetch=4) as r:
     for step in r:

@@ -21,6 +21,7 @@ from twinstream._core import (
     Unavailable,
 )
 from twinstream import ops
+from twinstream.buffers import empty
 from twinstream.stream import (
     Block,
     Reader,
@@ -52,6 +53,7 @@ __all__ = [
     "__version__",
     "cmake_dir",
     "data_planes",
+    "empty",
     "open",
     "ops",
 ]

@@ -239,8 +239,29 @@ def test_large_steps(ctx, plane):
         e = exp["arrays"]["tiles"]
         got = step.get("tiles", (1000, 1000), (48, 24))  # straddles the block edge
         assert_array_same(got, e[1000:1048, 1000:1024], "tiles box")
+        # Into a page-aligned array from ts.empty, the whole variable and a box.
+        out = ts.empty(e.shape, e.dtype)
+        assert out.ctypes.data % 4096 == 0 and out.flags.writeable
+        assert step.get("tiles", out=out) is out
+        assert_array_same(out, e, "tiles into ts.empty")
+        box = ts.empty((48, 24), e.dtype)
+        assert_array_same(step.get("tiles", (1000, 1000), (48, 24), out=box),
+                          e[1000:1048, 1000:1024], "tiles box into ts.empty")
 
     read_scenario(ctx, plane, "large", 2, check)
+
+
+@pytest.mark.parametrize("shape,dtype", [((), np.float64), (0, np.int8), (5, np.uint8),
+                                         ((3, 1000), np.float32), ((2, 3, 4096), np.complex128)])
+def test_empty_is_page_aligned_like_numpy_empty(shape, dtype):
+    a = ts.empty(shape, dtype)
+    ref = np.empty(shape, dtype)
+    assert a.shape == ref.shape and a.dtype == ref.dtype
+    assert a.flags.c_contiguous and a.flags.writeable
+    if a.nbytes:
+        assert a.ctypes.data % 4096 == 0
+    a[...] = 1  # its memory is its own
+    assert (a == 1).all()
 
 
 def test_reserve_in_process_is_writable_view(ctx):
