@@ -614,6 +614,7 @@ void Writer::Impl::pump(Peer& p) {
     p.last_take = ++takes_;
     send(p, wire::encode(announcement(p, *s)));
   }
+  planes_->steps_held(p.id, p.held.size());
   // The end of the stream waits for what may still come to this member: under a policy
   // that re-delivers, a step another member holds comes here if that member dies.
   bool owes = false;
@@ -653,6 +654,7 @@ void Writer::Impl::handle_frame(Peer& p, const net::Frame& f) {
                             " it was not handed");
       }
       p.held.pop_front();
+      planes_->steps_held(p.id, p.held.size());
       auto* group = groups_.group(p.group);
       if (group && group->shuffler) {
         // A finished window frees its steps, and the next pass hands batches to everyone.

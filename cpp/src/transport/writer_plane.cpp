@@ -70,6 +70,12 @@ void WriterPlanes::describe(std::uint64_t reader, wire::StepMeta& step) {
   }
 }
 
+void WriterPlanes::steps_held(std::uint64_t reader, std::size_t held) {
+  std::lock_guard lock(mu_);
+  auto it = readers_.find(reader);
+  if (it != readers_.end()) it->second->steps_held(reader, held);
+}
+
 void WriterPlanes::reader_left(std::uint64_t reader) {
   std::lock_guard lock(mu_);
   auto it = readers_.find(reader);

@@ -44,6 +44,9 @@ class DataPlaneWriter {
   /// How reader `reader` reaches segment `id`; false when it is not exposed.
   virtual bool describe(std::uint64_t reader, std::uint32_t id, wire::RemoteSegment& out) = 0;
   virtual void reader_left(std::uint64_t reader) = 0;
+  /// How many steps reader `reader` now holds (handed, not yet acknowledged): it reads
+  /// only those. A plane whose reads need the writer's help (mpi) helps only then.
+  virtual void steps_held(std::uint64_t /*reader*/, std::size_t /*held*/) {}
   /// Stops progress and deregisters everything, before the segments' memory goes.
   virtual void close() = 0;
 };
@@ -67,6 +70,7 @@ class WriterPlanes {
   /// Adds the reader's remote keys for the step's segments (RMA readers only).
   void describe(std::uint64_t reader, wire::StepMeta& step);
   void reader_left(std::uint64_t reader);
+  void steps_held(std::uint64_t reader, std::size_t held);
   /// Closes every plane; segments may be freed afterwards.
   void close();
 

@@ -29,6 +29,7 @@ class MpiWriter final : public transport::DataPlaneWriter {
   transport::PlaneGrant admit(std::uint64_t reader, const std::string& option) override;
   bool describe(std::uint64_t reader, std::uint32_t id, wire::RemoteSegment& out) override;
   void reader_left(std::uint64_t reader) override;
+  void steps_held(std::uint64_t reader, std::size_t held) override;
   void close() override;
 
  private:
@@ -68,6 +69,7 @@ class MpiWriter final : public transport::DataPlaneWriter {
   bool stop_ = false;
   bool accepting_ = false;
   std::uint64_t kicks_ = 0;
+  std::map<std::uint64_t, std::size_t> held_;  // readers holding steps: only they read
   std::map<std::uint32_t, std::shared_ptr<Segment>> segments_;
   std::map<std::uint64_t, Window> windows_;
   std::thread agent_;
