@@ -3,6 +3,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "core/log.hpp"
 #include "transport/mpi/mpi_pairing.hpp"
 #include "twinstream/errors.hpp"
@@ -14,6 +16,7 @@ namespace {
 // reader: a read of a large step is many progress rounds on the target's side.
 constexpr auto kEagerAfterStep = std::chrono::milliseconds(500);
 constexpr auto kTeardown = std::chrono::milliseconds(static_cast<int>(kTeardownWait * 1000));
+constexpr auto kCommit = std::chrono::milliseconds(static_cast<int>(kCommitWait * 1000));
 }  // namespace
 
 MpiWriter::MpiWriter(const transport::WriterContext& ctx) : stream_(ctx.stream) {
@@ -135,7 +138,7 @@ void MpiWriter::tear_down_windows() {
         std::lock_guard lock(mu_);
         auto& mine = windows_.at(reader);
         mine.acked = true;
-        mine.commit_by = now + kTeardown;
+        mine.commit_by = now + kCommit;
       } else if (!w.live && now > w.left + kTeardown) {
         // Left without a Bye on this communicator: it died, or it closed in a way that
         // could not free the window. Stop asking.
@@ -311,10 +314,17 @@ void MpiWriter::close() {
     if (stop_ && !agent_.joinable()) return;
     // Readers that close now free their windows with the agent: give them a moment. The
     // stream has ended for them, so a reader still open after this keeps its window (and
-    // MPICH over libfabric's shm provider then cannot finalize this process cleanly).
+    // MPICH over libfabric's shm provider then cannot finalize this process cleanly). A
+    // reader the agent has answered is waited for until its Commit or the agent's deadline.
     if (agent_.joinable()) {
-      cv_.wait_until(lock, Clock::now() + kTeardown,
-                     [&] { return windows_settled(Clock::now()); });
+      const auto give_up = Clock::now() + kTeardown;
+      while (!windows_settled(Clock::now())) {
+        const bool answered = std::any_of(windows_.begin(), windows_.end(), [](const auto& w) {
+          return w.second.acked && !w.second.abandoned;
+        });
+        if (!answered && Clock::now() >= give_up) break;
+        cv_.wait_for(lock, std::chrono::milliseconds(20));
+      }
     }
     stop_ = true;
     accepting = accepting_;
