@@ -367,6 +367,29 @@ TEST_P(KernelTest, Log1pFloat32IsWithinTwoUlpOfExactAtTheReductionsEdges) {
   }
 }
 
+TEST_P(KernelTest, Log1pFloat32IsWithinTwoUlpOfExactAcrossTheFirstBinades) {
+  // Every 7th float32 in (-1, -0.25] and [0.25, 16): 1 + x in the table's first binades
+  // on either side of 1, where the rounding of 1 - g*2^-k (exact only for k <= 0) or a
+  // wrong sign in the exponent shows first; and every float32 whose 1 + x is one of the
+  // largest two binades (k = 127 and 128, where g*2^-k is subnormal).
+  std::vector<float> in;
+  auto from_bits = [](std::uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+  };
+  for (std::uint32_t b = bits(0.25f); b < bits(16.0f); b += 7) in.push_back(from_bits(b));
+  for (std::uint32_t b = bits(-0.25f); b < bits(-1.0f); b += 7) in.push_back(from_bits(b));
+  for (std::uint32_t b = bits(0x1p126f); b < bits(kInf); b += 97) in.push_back(from_bits(b));
+  std::vector<float> out(in.size());
+  kernels::log1p(DType::Float32, in.data(), out.data(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const float want = static_cast<float>(std::log1p(static_cast<double>(in[i])));
+    ASSERT_LE(ulp_distance(out[i], want, true), 2) << std::hexfloat << "x=" << in[i] << " got "
+                                                   << out[i] << " want " << want;
+  }
+}
+
 TEST_P(KernelTest, Log1pFloat32LanesDoNotDependOnTheirNeighbours) {
   // Special values (-1, below -1, NaN, inf, -0, huge) sprinkled among ordinary ones: each
   // element must come out as it does alone (the special lanes are patched per lane).
