@@ -493,6 +493,37 @@ TEST_P(KernelTest, StatsWithoutNaNFindMinAndMaxAnywhere) {
   }
 }
 
+TEST_P(KernelTest, StatsFloat32AreExactWhereTheFloat32SumIsNot) {
+  // float32 chunks take their shift from a float32 sum: results must not depend on how
+  // rough that sum is (mean near zero against a wide spread), nor break where it
+  // overflows (large finite values, of one sign or both).
+  auto check = [](const std::vector<float>& v, const char* what) {
+    const auto s = kernels::stats(DType::Float32, v.data(), v.size());
+    long double sum = 0;
+    for (float x : v) sum += x;
+    const long double mean = sum / v.size();
+    long double m2 = 0;
+    for (float x : v) m2 += (x - mean) * (x - mean);
+    const double sd = std::sqrt(static_cast<double>(m2 / v.size()));
+    ASSERT_EQ(s.count, v.size()) << what;
+    ASSERT_EQ(s.nan_count, 0u) << what;
+    const double scale = sd + std::fabs(static_cast<double>(mean));
+    EXPECT_NEAR(s.mean, static_cast<double>(mean), 1e-15 * scale) << what;
+    EXPECT_NEAR(s.stddev(), sd, 1e-10 * sd) << what;
+  };
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  for (std::size_t n : {std::size_t{100}, std::size_t{8192}, std::size_t{20000}}) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = g(rng) * 1e4f + 1e-3f;
+    check(v, "wide spread around zero");
+    for (std::size_t i = 0; i < n; ++i) v[i] = (i % 2 ? -3e38f : 3e38f) + g(rng) * 1e31f;
+    check(v, "float32 sum overflows both ways");
+    for (auto& x : v) x = 2e38f + g(rng) * 1e31f;
+    check(v, "float32 sum overflows");
+  }
+}
+
 TEST_P(KernelTest, ByteShuffleMatchesTheDefinitionAndInverts) {
   for (std::size_t item : {1, 2, 3, 4, 8, 16}) {
     for (std::size_t n : {0, 1, 33, 1023, 1024, 2049, 5000}) {
