@@ -367,6 +367,29 @@ TEST_P(KernelTest, Log1pFloat32IsWithinTwoUlpOfExactAtTheReductionsEdges) {
   }
 }
 
+TEST_P(KernelTest, Log1pFloat32IsWithinTwoUlpOfExactAcrossTheFirstBinades) {
+  // Every 7th float32 in (-1, -0.25] and [0.25, 16): 1 + x in the table's first binades
+  // on either side of 1, where the rounding of 1 - g*2^-k (exact only for k <= 0) or a
+  // wrong sign in the exponent shows first; and every float32 whose 1 + x is one of the
+  // largest two binades (k = 127 and 128, where g*2^-k is subnormal).
+  std::vector<float> in;
+  auto from_bits = [](std::uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+  };
+  for (std::uint32_t b = bits(0.25f); b < bits(16.0f); b += 7) in.push_back(from_bits(b));
+  for (std::uint32_t b = bits(-0.25f); b < bits(-1.0f); b += 7) in.push_back(from_bits(b));
+  for (std::uint32_t b = bits(0x1p126f); b < bits(kInf); b += 97) in.push_back(from_bits(b));
+  std::vector<float> out(in.size());
+  kernels::log1p(DType::Float32, in.data(), out.data(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const float want = static_cast<float>(std::log1p(static_cast<double>(in[i])));
+    ASSERT_LE(ulp_distance(out[i], want, true), 2) << std::hexfloat << "x=" << in[i] << " got "
+                                                   << out[i] << " want " << want;
+  }
+}
+
 TEST_P(KernelTest, Log1pFloat32LanesDoNotDependOnTheirNeighbours) {
   // Special values (-1, below -1, NaN, inf, -0, huge) sprinkled among ordinary ones: each
   // element must come out as it does alone (the special lanes are patched per lane).
@@ -467,6 +490,37 @@ TEST_P(KernelTest, StatsWithoutNaNFindMinAndMaxAnywhere) {
       EXPECT_NEAR(s.stddev(), std::sqrt(static_cast<double>(m2 / n)),
                   1e-9 * std::sqrt(static_cast<double>(m2 / n)) + 1e-9);
     }
+  }
+}
+
+TEST_P(KernelTest, StatsFloat32AreExactWhereTheFloat32SumIsNot) {
+  // float32 chunks take their shift from a float32 sum: results must not depend on how
+  // rough that sum is (mean near zero against a wide spread), nor break where it
+  // overflows (large finite values, of one sign or both).
+  auto check = [](const std::vector<float>& v, const char* what) {
+    const auto s = kernels::stats(DType::Float32, v.data(), v.size());
+    long double sum = 0;
+    for (float x : v) sum += x;
+    const long double mean = sum / v.size();
+    long double m2 = 0;
+    for (float x : v) m2 += (x - mean) * (x - mean);
+    const double sd = std::sqrt(static_cast<double>(m2 / v.size()));
+    ASSERT_EQ(s.count, v.size()) << what;
+    ASSERT_EQ(s.nan_count, 0u) << what;
+    const double scale = sd + std::fabs(static_cast<double>(mean));
+    EXPECT_NEAR(s.mean, static_cast<double>(mean), 1e-15 * scale) << what;
+    EXPECT_NEAR(s.stddev(), sd, 1e-10 * sd) << what;
+  };
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  for (std::size_t n : {std::size_t{100}, std::size_t{8192}, std::size_t{20000}}) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = g(rng) * 1e4f + 1e-3f;
+    check(v, "wide spread around zero");
+    for (std::size_t i = 0; i < n; ++i) v[i] = (i % 2 ? -3e38f : 3e38f) + g(rng) * 1e31f;
+    check(v, "float32 sum overflows both ways");
+    for (auto& x : v) x = 2e38f + g(rng) * 1e31f;
+    check(v, "float32 sum overflows");
   }
 }
 

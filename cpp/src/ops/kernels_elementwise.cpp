@@ -156,13 +156,16 @@ V Log1pFull(D d, V x) {
   return hn::IfThenElse(hn::IsNaN(x), x, y);
 }
 
-// float32 log1p, table driven. With u = fl(1 + x) = 2^k * z (z in [0.71, 1.43)) and
-// c = x - (u - 1) the rounding error of 1 + x (exact), the top mantissa bits of u pick
-// a table entry g ~ 1/z; then r = (z + c/2^k) * g - 1 is small and
-//   log1p(x) = k*ln2 - log(g) + log(1 + r),
-// log(1 + r) = r + r^2 * P(r) with P a short minimax polynomial. Two multiply-adds give
-// r from z and the scaled c, so small x keep full precision: the entry holding z = 1 has
-// g = 1 and log(g) = 0, where r comes out as exactly x. The other g are floats within a
+// float32 log1p, table driven. With u = fl(1 + x) = 2^k * z (z in [0.71, 1.43)), the top
+// mantissa bits of u pick a table entry g ~ 1/z, s = g * 2^-k, and
+//   r = (1 + x) * s - 1 = x*s - (1 - s),   log1p(x) = k*ln2 - log(g) + log(1 + r),
+// log(1 + r) = r + r^2 * P(r) with P a short minimax polynomial. The multiply-add takes
+// 1 + x exactly (x itself, not the rounded u, goes in), so no compensation term is
+// needed; for k <= 0 (s >= 1) and for k = 1 with g >= 1, 1 - s is exact too and r rounds
+// once. Elsewhere 1 - s may round, by at most 2^-25, against a result of at least
+// log(1.42) = 0.35 (k = 1) or 1.04 (k >= 2): a quarter to half an ulp. Small x keep full
+// precision: the entry holding z = 1 has g = 1 and log(g) = 0, where r comes out as
+// exactly x, and -0 stays -0 (x*s - (1 - s) is -0 - +0). The other g are floats within a
 // few hundred ulps of 1/(bucket centre) picked so that log(g) rounds to float32 with an
 // error below 0.001 ulp (tables and P derived with mpmath; P fitted for relative error
 // over the buckets' range of r). Measured over every float32 in (-1, inf) against log1p
@@ -170,7 +173,10 @@ V Log1pFull(D d, V x) {
 //
 // The table is as large as one permute instruction can index: 32 entries read from two
 // registers on AVX-512 (|r| <= 1/64, P of degree 2), 8 entries elsewhere (|r| <= 1/16,
-// P of degree 3; the portable targets gather from memory).
+// P of degree 3; the portable targets gather from memory). Entries are indexed from
+// t = kSplit - bits(u) = -k * 2^23 + (2^23 - 1 - mantissa offset), which gives -k by an
+// arithmetic shift or a mask and the entry (in reverse order) by a shift, without a
+// separate subtraction for each.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr int kLog1pTableBits = 5;
 #else
@@ -182,29 +188,30 @@ struct Log1pTable;
 
 template <>
 struct Log1pTable<5> {
-  // Bits of u minus kOffset: the exponent field is k, the next 5 bits the entry. 1.0 lies
-  // in the middle of its bucket (entry 18), so that bucket's r is as small as the others'.
+  // u's bits minus kOffset: the exponent field is k, the next 5 bits the bucket. 1.0 lies
+  // in the middle of its bucket, so that bucket's r is as small as the others'.
   static constexpr std::int32_t kOffset = 0x3f360000;
+  // Bucket 31 - i (highest z first), as t indexes them.
   alignas(64) static constexpr float kInvC[32] = {
-      0x1.641d2cp+0f, 0x1.5ca964p+0f, 0x1.5564fap+0f, 0x1.4e5f7ep+0f,
-      0x1.47bbccp+0f, 0x1.41345cp+0f, 0x1.3b20d8p+0f, 0x1.352496p+0f,
-      0x1.2f63fap+0f, 0x1.29e368p+0f, 0x1.248eeep+0f, 0x1.1f6944p+0f,
-      0x1.1a814ap+0f, 0x1.15bc34p+0f, 0x1.110a0ep+0f, 0x1.0c9fc6p+0f,
-      0x1.083b62p+0f, 0x1.0407dcp+0f, 0x1.000000p+0f, 0x1.f06b94p-1f,
-      0x1.e1f452p-1f, 0x1.d40f4ep-1f, 0x1.c711d4p-1f, 0x1.badefep-1f,
-      0x1.af1f4ap-1f, 0x1.a42db0p-1f, 0x1.99a968p-1f, 0x1.8f9708p-1f,
-      0x1.8624d2p-1f, 0x1.7cf1b6p-1f, 0x1.746c6cp-1f, 0x1.6c1380p-1f,
+      0x1.6c1380p-1f, 0x1.746c6cp-1f, 0x1.7cf1b6p-1f, 0x1.8624d2p-1f,
+      0x1.8f9708p-1f, 0x1.99a968p-1f, 0x1.a42db0p-1f, 0x1.af1f4ap-1f,
+      0x1.badefep-1f, 0x1.c711d4p-1f, 0x1.d40f4ep-1f, 0x1.e1f452p-1f,
+      0x1.f06b94p-1f, 0x1.000000p+0f, 0x1.0407dcp+0f, 0x1.083b62p+0f,
+      0x1.0c9fc6p+0f, 0x1.110a0ep+0f, 0x1.15bc34p+0f, 0x1.1a814ap+0f,
+      0x1.1f6944p+0f, 0x1.248eeep+0f, 0x1.29e368p+0f, 0x1.2f63fap+0f,
+      0x1.352496p+0f, 0x1.3b20d8p+0f, 0x1.41345cp+0f, 0x1.47bbccp+0f,
+      0x1.4e5f7ep+0f, 0x1.5564fap+0f, 0x1.5ca964p+0f, 0x1.641d2cp+0f,
   };
-  // log(kInvC[i]) rounded to float32.
-  alignas(64) static constexpr float kLogInvC[32] = {
-      0x1.51febep-2f,  0x1.3c56bcp-2f,  0x1.26c50ep-2f,  0x1.117d5ap-2f,
-      0x1.f9e780p-3f,  0x1.d0b148p-3f,  0x1.a9944ep-3f,  0x1.824e78p-3f,
-      0x1.5bd6dep-3f,  0x1.365b36p-3f,  0x1.11616ap-3f,  0x1.da0e7ep-4f,
-      0x1.938896p-4f,  0x1.4dc912p-4f,  0x1.07f05cp-4f,  0x1.8a53b4p-5f,
-      0x1.0346b4p-5f,  0x1.ffe902p-7f,  0.0f,            -0x1.fa4ba6p-6f,
-      -0x1.ef69a0p-5f, -0x1.6f8740p-4f, -0x1.e2d004p-4f, -0x1.290ddap-3f,
-      -0x1.601e68p-3f, -0x1.94c6f2p-3f, -0x1.c8b076p-3f, -0x1.fbab7ep-3f,
-      -0x1.165524p-2f, -0x1.2ec494p-2f, -0x1.45ee94p-2f, -0x1.5d2504p-2f,
+  // log(1/kInvC[i]) rounded to float32 (-0 for g = 1: see Log1pF32Reduced).
+  alignas(64) static constexpr float kLogC[32] = {
+      0x1.5d2504p-2f, 0x1.45ee94p-2f, 0x1.2ec494p-2f, 0x1.165524p-2f,
+      0x1.fbab7ep-3f, 0x1.c8b076p-3f, 0x1.94c6f2p-3f, 0x1.601e68p-3f,
+      0x1.290ddap-3f, 0x1.e2d004p-4f, 0x1.6f8740p-4f, 0x1.ef69a0p-5f,
+      0x1.fa4ba6p-6f, -0.0f,            -0x1.ffe902p-7f,  -0x1.0346b4p-5f,
+      -0x1.8a53b4p-5f,  -0x1.07f05cp-4f,  -0x1.4dc912p-4f,  -0x1.938896p-4f,
+      -0x1.da0e7ep-4f,  -0x1.11616ap-3f,  -0x1.365b36p-3f,  -0x1.5bd6dep-3f,
+      -0x1.824e78p-3f,  -0x1.a9944ep-3f,  -0x1.d0b148p-3f,  -0x1.f9e780p-3f,
+      -0x1.117d5ap-2f,  -0x1.26c50ep-2f,  -0x1.3c56bcp-2f,  -0x1.51febep-2f,
   };
   // P(r), lowest degree first; |log1p(r) - (r + r^2 P(r))| <= 2^-28.8 |log1p(r)| for
   // r in [-0.0153, 0.0157].
@@ -213,24 +220,26 @@ struct Log1pTable<5> {
 
 template <>
 struct Log1pTable<3> {
-  static constexpr std::int32_t kOffset = 0x3f380000;  // 1.0 in the middle of entry 4
+  static constexpr std::int32_t kOffset = 0x3f380000;  // 1.0 in the middle of bucket 4
+  // Bucket 7 - i, as t indexes them.
   alignas(32) static constexpr float kInvC[8] = {
-      0x1.5564fap+0f, 0x1.3b20d8p+0f, 0x1.248eeep+0f, 0x1.11031cp+0f,
-      0x1.000000p+0f, 0x1.c711d4p-1f, 0x1.99a968p-1f, 0x1.746c6cp-1f,
+      0x1.746c6cp-1f, 0x1.99a968p-1f, 0x1.c711d4p-1f, 0x1.000000p+0f,
+      0x1.11031cp+0f, 0x1.248eeep+0f, 0x1.3b20d8p+0f, 0x1.5564fap+0f,
   };
-  alignas(32) static constexpr float kLogInvC[8] = {
-      0x1.26c50ep-2f, 0x1.a9944ep-3f,  0x1.11616ap-3f,  0x1.07882ap-4f,
-      0.0f,           -0x1.e2d004p-4f, -0x1.c8b076p-3f, -0x1.45ee94p-2f,
+  alignas(32) static constexpr float kLogC[8] = {
+      0x1.45ee94p-2f, 0x1.c8b076p-3f, 0x1.e2d004p-4f, -0.0f,
+      -0x1.07882ap-4f,  -0x1.11616ap-3f,  -0x1.a9944ep-3f,  -0x1.26c50ep-2f,
   };
-  // Without fused multiply-add, 1 - z*g would round; those targets divide instead, by
-  // floats c near the bucket centres (c = 1 for entry 4) with -log(c) as exact as above.
-  alignas(32) static constexpr float kC[8] = {
-      0x1.7fea98p-1f, 0x1.9ffcc2p-1f, 0x1.c01198p-1f, 0x1.dfed14p-1f,
-      0x1.000000p+0f, 0x1.1ffbc6p+0f, 0x1.40132cp+0f, 0x1.6005acp+0f,
+  // Without fused multiply-add, x*s - (1 - s) would round; those targets divide instead,
+  // by floats c near the bucket centres (c = 1 for bucket 4) with log(c) as exact as
+  // above.
+  alignas(32) static constexpr float kDivisor[8] = {
+      0x1.6005acp+0f, 0x1.40132cp+0f, 0x1.1ffbc6p+0f, 0x1.000000p+0f,
+      0x1.dfed14p-1f, 0x1.c01198p-1f, 0x1.9ffcc2p-1f, 0x1.7fea98p-1f,
   };
-  alignas(32) static constexpr float kMinusLogC[8] = {
-      0x1.26cf38p-2f, 0x1.a94ecap-3f,  0x1.11287cp-3f,  0x1.08fb06p-4f,
-      0.0f,           -0x1.e2345ap-4f, -0x1.c97a2cp-3f, -0x1.46293cp-2f,
+  alignas(32) static constexpr float kLogDivisor[8] = {
+      0x1.46293cp-2f, 0x1.c97a2cp-3f, 0x1.e2345ap-4f, -0.0f,
+      -0x1.08fb06p-4f,  -0x1.11287cp-3f,  -0x1.a94ecap-3f,  -0x1.26cf38p-2f,
   };
   // Relative error <= 2^-26.8 for r in [-0.0557, 0.0625] (both reductions' range).
   static constexpr float kP[4] = {-0x1.ffffdap-2f, 0x1.55568ep-2f, -0x1.00b622p-2f,
@@ -239,80 +248,112 @@ struct Log1pTable<3> {
 
 using Log1pF32Table = Log1pTable<kLog1pTableBits>;
 
-// The largest bits of u the reduction takes: k <= 126, so that 2^-k stays a normal float.
-constexpr std::int32_t kLog1pMaxBits = Log1pF32Table::kOffset + (127 << 23) - 1;
+// t = kLog1pSplit - bits(u): the low 23 bits of kLog1pSplit are all ones, so the
+// subtraction never borrows from the exponent field.
+constexpr std::int32_t kLog1pSplit = Log1pF32Table::kOffset + (1 << 23) - 1;
 
-// kInvC and kLogInvC entries for `bits` (u's bits minus kOffset; the entry is in bits
-// 23 - kLog1pTableBits and up, higher bits are ignored).
+#if !(HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3)
+// Without AVX-512, g * 2^-k is made by adding -k to g's exponent field, which
+// holds while g * 2^-k stays a normal float: k <= 125 (g < 1 has exponent -1), i.e. u's
+// bits up to this.
+constexpr std::int32_t kLog1pMaxBits = Log1pF32Table::kOffset + (126 << 23) - 1;
+#endif
+
+// kInvC and kLogC entries for `t` (the entry is in bits 23 - kLog1pTableBits and up,
+// higher bits are ignored).
 template <class D, class VI>
-HWY_INLINE void Log1pLookup(D d, VI bits, hn::Vec<D>& inv_c, hn::Vec<D>& log_inv_c) {
+HWY_INLINE void Log1pLookup(D d, VI t, hn::Vec<D>& inv_c, hn::Vec<D>& log_c) {
   constexpr int kShift = 23 - kLog1pTableBits;
-  const auto idx = hn::ShiftRight<kShift>(bits);
+  const auto idx = hn::ShiftRight<kShift>(t);
   using T = Log1pF32Table;
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
   // vpermt2ps: one instruction indexes 32 lanes of two registers by the low 5 bits.
   const hn::Full512<float> d16;
-  inv_c.raw = _mm512_permutex2var_ps(hn::Load(d16, T::kInvC).raw, idx.raw,
-                                     hn::Load(d16, T::kInvC + 16).raw);
-  log_inv_c.raw = _mm512_permutex2var_ps(hn::Load(d16, T::kLogInvC).raw, idx.raw,
-                                         hn::Load(d16, T::kLogInvC + 16).raw);
+  // g/4 (exact), for Log1pF32Reduced's 2^(2 - k).
+  const auto quarter = hn::Set(d16, 0.25f);
+  const auto lo = hn::Mul(hn::Load(d16, T::kInvC), quarter);
+  const auto hi = hn::Mul(hn::Load(d16, T::kInvC + 16), quarter);
+  inv_c.raw = _mm512_permutex2var_ps(lo.raw, idx.raw, hi.raw);
+  log_c.raw = _mm512_permutex2var_ps(hn::Load(d16, T::kLogC).raw, idx.raw,
+                                     hn::Load(d16, T::kLogC + 16).raw);
   (void)d;
 #elif HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
   // vpermps reads only the low 3 bits of each index.
   inv_c.raw = _mm256_permutevar8x32_ps(hn::Load(d, T::kInvC).raw, idx.raw);
-  log_inv_c.raw = _mm256_permutevar8x32_ps(hn::Load(d, T::kLogInvC).raw, idx.raw);
+  log_c.raw = _mm256_permutevar8x32_ps(hn::Load(d, T::kLogC).raw, idx.raw);
 #elif HWY_NATIVE_FMA
   const auto i = hn::And(idx, hn::Set(hn::RebindToSigned<D>(), 7));
   inv_c = hn::GatherIndex(d, T::kInvC, i);
-  log_inv_c = hn::GatherIndex(d, T::kLogInvC, i);
+  log_c = hn::GatherIndex(d, T::kLogC, i);
 #else
-  // See Log1pTable<3>::kC: these targets get c and -log(c) instead.
+  // See Log1pTable<3>::kDivisor: these targets get c and log(c) instead.
   const auto i = hn::And(idx, hn::Set(hn::RebindToSigned<D>(), 7));
-  inv_c = hn::GatherIndex(d, T::kC, i);
-  log_inv_c = hn::GatherIndex(d, T::kMinusLogC, i);
+  inv_c = hn::GatherIndex(d, T::kDivisor, i);
+  log_c = hn::GatherIndex(d, T::kLogDivisor, i);
 #endif
 }
 
-// log1p for the lanes whose u = 1 + x has bits in [1, kLog1pMaxBits], i.e. -1 < x <
-// 6e37; garbage elsewhere. -0 gives -0: the operations are ordered so that a zero keeps
-// its sign (P(0) < 0, and the last step subtracts the +0 that log(g) - k*ln2 is there).
+// log1p for every finite x > -1 on AVX-512 (where g * 2^-k is made for every k,
+// subnormal ones included), for the lanes whose u = 1 + x has bits in [1, kLog1pMaxBits]
+// elsewhere; garbage in other lanes. -0 gives -0: the operations are
+// ordered so that a zero keeps its sign (P(0) < 0, and the last step subtracts the +0
+// that log(g) - k*ln2 is there).
 template <class D, class V>
 HWY_INLINE V Log1pF32Reduced(D d, V x) {
   using T = Log1pF32Table;
   const hn::RebindToSigned<D> di;
   const auto one = hn::Set(d, 1.0f);
-  const auto u = hn::Add(x, one);
-  const auto iu = hn::BitCast(di, u);
-  const auto bits = hn::Sub(iu, hn::Set(di, T::kOffset));
-  const auto k_bits = hn::And(bits, hn::Set(di, static_cast<std::int32_t>(0xff800000u)));
-  const auto z = hn::BitCast(d, hn::Sub(iu, k_bits));
-  const auto two_to_minus_k = hn::BitCast(d, hn::Sub(hn::BitCast(di, one), k_bits));
-  V inv_c, log_inv_c;
-  Log1pLookup(d, bits, inv_c, log_inv_c);
-  // c*2^-k = x*2^-k - (z - 2^-k): z - 2^-k = (u - 1)*2^-k is exact (u is a multiple of
-  // ulp(1)/2 below 1, and of ulp(u) above), so the rounding of the multiply-subtract is
-  // the only one, and it is exact too: c*2^-k is a float. (Above u = 2^24 neither holds,
-  // but there c is far below y's ulp.)
-  const auto c_scaled = hn::MulSub(x, two_to_minus_k, hn::Sub(z, two_to_minus_k));
-#if HWY_NATIVE_FMA
-  // r = (z + c*2^-k) * g - 1, as c*2^-k*g - (1 - z*g).
-  const auto one_minus_zg = hn::NegMulAdd(z, inv_c, one);
-  const auto r = hn::MulSub(c_scaled, inv_c, one_minus_zg);
+  const auto t = hn::Sub(hn::Set(di, kLog1pSplit), hn::BitCast(di, hn::Add(x, one)));
+  V inv_c, log_c;
+  Log1pLookup(d, t, inv_c, log_c);
+  const auto minus_k_bits = hn::And(t, hn::Set(di, static_cast<std::int32_t>(0xff800000u)));
+  // -k * 2^23 converts exactly; k*ln2 - log(g) rounds once.
+  const auto k_ln2_plus_log_c = hn::NegMulAdd(hn::ConvertTo(d, minus_k_bits),
+                                              hn::Set(d, 0x1.62e430p-1f * 0x1p-23f), log_c);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  // The table holds g/4 here, and 2^(2 - k) is a normal float for every k of a finite u
+  // (-24 <= k <= 128): one multiplication rounds s correctly, subnormal or not.
+  const auto two_to_2_minus_k = hn::BitCast(d, hn::Add(minus_k_bits, hn::Set(di, 0x40800000)));
+  const auto s = hn::Mul(inv_c, two_to_2_minus_k);
+  const auto r = hn::MulSub(x, s, hn::Sub(one, s));
+#elif HWY_NATIVE_FMA
+  const auto s = hn::BitCast(d, hn::Add(hn::BitCast(di, inv_c), minus_k_bits));
+  const auto r = hn::MulSub(x, s, hn::Sub(one, s));
 #else
-  // r = (z + c*2^-k) / c_table - 1, as (c*2^-k - (c_table - z)) / c_table; c_table - z
-  // is exact (the two are within a factor of 2).
+  // r = (z + c*2^-k) / c_table - 1, as (c*2^-k - (c_table - z)) / c_table, with z = u*2^-k
+  // and c = x - (u - 1) the rounding error of 1 + x: c*2^-k = x*2^-k - (z - 2^-k), where
+  // z - 2^-k = (u - 1)*2^-k is exact and so is the subtraction (c*2^-k is a float), and
+  // c_table - z is exact (the two are within a factor of 2).
+  const auto z = hn::BitCast(d, hn::Add(hn::BitCast(di, hn::Add(x, one)), minus_k_bits));
+  const auto two_to_minus_k = hn::BitCast(d, hn::Add(hn::BitCast(di, one), minus_k_bits));
+  const auto c_scaled = hn::MulSub(x, two_to_minus_k, hn::Sub(z, two_to_minus_k));
   const auto r = hn::Div(hn::Sub(c_scaled, hn::Sub(inv_c, z)), inv_c);
 #endif
   constexpr std::size_t kDegree = std::size(T::kP);
   auto p = hn::Set(d, T::kP[kDegree - 1]);
   for (std::size_t i = kDegree - 1; i-- > 0;) p = hn::MulAdd(p, r, hn::Set(d, T::kP[i]));
-  const auto log1p_r = hn::MulAdd(hn::Mul(r, r), p, r);
-  // k_bits converts exactly to k * 2^23; log(g) - k*ln2 rounds once.
-  const auto ln2_scaled = hn::Set(d, 0x1.62e430p-1f * 0x1p-23f);
-  const auto log_g_minus_k_ln2 = hn::NegMulAdd(hn::ConvertTo(d, k_bits), ln2_scaled, log_inv_c);
-  return hn::Sub(log1p_r, log_g_minus_k_ln2);
+#if HWY_NATIVE_FMA
+  // r * (1 + r*P(r)) + (k*ln2 - log(g)): two multiply-adds, without r^2.
+  return hn::MulAdd(r, hn::MulAdd(r, p, one), k_ln2_plus_log_c);
+#else
+  return hn::Add(hn::MulAdd(hn::Mul(r, r), p, r), k_ln2_plus_log_c);
+#endif
 }
 
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+// vfixupimmps classifies u = 1 + x and replaces the reduction's result where u is not a
+// positive finite number; 4 bits per class, the classes being QNaN, SNaN, 0, +1, -inf,
+// +inf, negative, positive. QNaN and SNaN: u's NaN (x's, quieted); 0 (x = -1): -inf; -inf
+// and negative (x < -1): the default NaN; +inf: +inf; +1 and positive: the result.
+constexpr std::int32_t kLog1pFixup = 0x03530422;
+
+template <class D, class V>
+HWY_INLINE V Log1pF32(D d, V x) {
+  const V y = Log1pF32Reduced(d, x);
+  const V u = hn::Add(x, hn::Set(d, 1.0f));
+  return V{_mm512_fixupimm_ps(y.raw, u.raw, _mm512_set1_epi32(kLog1pFixup), 0)};
+}
+#else
 // All-ones where Log1pF32Reduced applies: u's bits in [1, kLog1pMaxBits] as a single
 // signed comparison, by rotating that range to start at INT32_MIN. Out: x <= -1 (u <= 0
 // or negative), +inf, NaN and x above 6e37.
@@ -325,9 +366,9 @@ HWY_INLINE auto Log1pF32Reducible(D d, V x) {
       d, hn::Lt(rotated, hn::Set(di, static_cast<std::int32_t>(0x80000000u + kLog1pMaxBits))));
 }
 
-// log1p(x) for finite x above 6e37, where the reduction's 2^-k would overflow: log(x)
-// (equal to log1p(x) in float32) as log(x * 2^-64) + 64*ln2. Out of line: no stream
-// should hold such values, but they must not come out wrong.
+// log1p(x) for finite x above 6e37, where g * 2^-k would underflow: log(x) (equal to
+// log1p(x) in float32) as log(x * 2^-64) + 64*ln2. Out of line: no stream should hold
+// such values, but they must not come out wrong.
 template <class D, class V>
 HWY_NOINLINE V Log1pF32Huge(D d, V x) {
   return hn::MulAdd(hn::Set(d, 64.0f), hn::Set(d, 0x1.62e430p-1f),
@@ -350,6 +391,7 @@ HWY_INLINE V Log1pF32(D d, V x) {
   if (HWY_UNLIKELY(!hn::AllFalse(d, huge))) fix = hn::IfThenElse(huge, Log1pF32Huge(d, x), fix);
   return hn::IfThenElse(reducible, y, fix);
 }
+#endif
 
 template <class D, class V>
 HWY_INLINE V Log1pAny(D d, V x) {
@@ -365,6 +407,12 @@ void Log1pT(const T* in, T* out, std::size_t n) {
   const hn::ScalableTag<T> d;
   const std::size_t N = hn::Lanes(d);
   std::size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto a = hn::LoadU(d, in + i);
+    const auto b = hn::LoadU(d, in + i + N);
+    hn::StoreU(Log1pAny(d, a), d, out + i);
+    hn::StoreU(Log1pAny(d, b), d, out + i + N);
+  }
   for (; i + N <= n; i += N) hn::StoreU(Log1pAny(d, hn::LoadU(d, in + i)), d, out + i);
   if (i < n) {
     // The tail goes through the same vector code (via a padded copy) so that every element

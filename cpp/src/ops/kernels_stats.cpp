@@ -1,10 +1,12 @@
 // Block statistics (min, max, mean, std, NaN count): cheap enough to run on every block.
-// The array is walked in chunks that fit in L1; each chunk takes two passes (sum, with
-// min and max in the same read for float32, then the squared deviations from the chunk's
-// own mean, the second pass reading from cache) in float64, and the chunk results are
-// merged with Chan et al.'s pairwise formula. This
-// reads memory once and keeps the variance exact to float64 rounding even for data with a
-// large offset, where a one-pass sum of squares cancels catastrophically.
+// The array is walked in chunks that stay in L1/L2; each chunk takes two passes, the
+// second reading from cache, and the chunk results are merged with Chan et al.'s pairwise
+// formula. float32 chunks without NaN or inf: a float32 sum with min and max, then the
+// float64 sums of the deviations from that approximate mean and of their squares (the
+// mean and m2 corrected by the first). Other chunks: a float64 sum, then the squared
+// deviations from the chunk's own mean. Either way memory is read once and the variance
+// stays exact to float64 rounding even for data with a large offset, where a one-pass sum
+// of squares cancels catastrophically.
 #include "ops/hwy_config.hpp"
 
 #undef HWY_TARGET_INCLUDE
@@ -12,6 +14,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -21,7 +24,7 @@ HWY_BEFORE_NAMESPACE();
 namespace twinstream::ops::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-constexpr std::size_t kChunk = 2048;  // elements: 8-16 KiB, resident in L1 for pass two
+constexpr std::size_t kChunk = 8192;  // elements: 32-64 KiB, read from L1/L2 in pass two
 
 // Loads N float64 lanes from float or double input.
 template <class DD, typename T>
@@ -97,15 +100,13 @@ double Sum(const T* p, std::size_t n, std::size_t& count) {
 }
 
 #if HWY_TARGET != HWY_SCALAR  // one-lane vectors have no halves
-// Pass one for float32 without NaN check: sum (float64, four accumulators) and min/max
-// (float lanes) in one read. A NaN makes the sum NaN, which sends the chunk to the masked
-// passes; min/max are then recomputed there.
-double SumMinMaxF32(const float* p, std::size_t n, float& mn, float& mx) {
+// Pass one for float32: a float32 sum, only to pick the shift for pass two (its rounding
+// does not reach the results), with min/max in the same read. NaN or inf in the chunk, or
+// a sum that overflows, make it non-finite.
+float ApproxSumMinMaxF32(const float* p, std::size_t n, float& mn, float& mx) {
   const hn::ScalableTag<float> df;
-  const hn::Repartition<double, decltype(df)> dd;
-  const hn::Half<decltype(df)> dh;
   const std::size_t N = hn::Lanes(df);
-  auto s0 = hn::Zero(dd), s1 = hn::Zero(dd), s2 = hn::Zero(dd), s3 = hn::Zero(dd);
+  auto s0 = hn::Zero(df), s1 = hn::Zero(df);
   auto lo0 = hn::Set(df, HUGE_VALF), lo1 = lo0;
   auto hi0 = hn::Set(df, -HUGE_VALF), hi1 = hi0;
   std::size_t i = 0;
@@ -116,22 +117,53 @@ double SumMinMaxF32(const float* p, std::size_t n, float& mn, float& mx) {
     lo1 = hn::Min(lo1, b);
     hi0 = hn::Max(hi0, a);
     hi1 = hn::Max(hi1, b);
-    s0 = hn::Add(s0, hn::PromoteTo(dd, hn::LowerHalf(dh, a)));
-    s1 = hn::Add(s1, hn::PromoteTo(dd, hn::UpperHalf(dh, a)));
-    s2 = hn::Add(s2, hn::PromoteTo(dd, hn::LowerHalf(dh, b)));
-    s3 = hn::Add(s3, hn::PromoteTo(dd, hn::UpperHalf(dh, b)));
+    s0 = hn::Add(s0, a);
+    s1 = hn::Add(s1, b);
   }
-  double sum = hn::GetLane(hn::SumOfLanes(dd, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
   float l = hn::GetLane(hn::MinOfLanes(df, hn::Min(lo0, lo1)));
   float h = hn::GetLane(hn::MaxOfLanes(df, hn::Max(hi0, hi1)));
   for (; i < n; ++i) {
-    sum += static_cast<double>(p[i]);
+    sum += p[i];
     l = p[i] < l ? p[i] : l;
     h = p[i] > h ? p[i] : h;
   }
   mn = l;
   mx = h;
   return sum;
+}
+
+// Pass two for float32: the sums of d = x - shift and of d^2 in float64. x - shift is
+// exact (both are floats), so sum(d) is as exact as a float64 sum of x would be.
+void ShiftedSumsF32(const float* p, std::size_t n, double shift, double& sum_d,
+                    double& sum_d2) {
+  const hn::ScalableTag<double> dd;
+  const std::size_t N = hn::Lanes(dd);
+  const auto vshift = hn::Set(dd, shift);
+  auto s0 = hn::Zero(dd), s1 = hn::Zero(dd);
+  auto q0 = hn::Zero(dd), q1 = hn::Zero(dd), q2 = hn::Zero(dd), q3 = hn::Zero(dd);
+  std::size_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    const auto da = hn::Sub(LoadAsF64(dd, p + i), vshift);
+    const auto db = hn::Sub(LoadAsF64(dd, p + i + N), vshift);
+    const auto dc = hn::Sub(LoadAsF64(dd, p + i + 2 * N), vshift);
+    const auto de = hn::Sub(LoadAsF64(dd, p + i + 3 * N), vshift);
+    s0 = hn::Add(s0, hn::Add(da, db));
+    s1 = hn::Add(s1, hn::Add(dc, de));
+    q0 = hn::MulAdd(da, da, q0);
+    q1 = hn::MulAdd(db, db, q1);
+    q2 = hn::MulAdd(dc, dc, q2);
+    q3 = hn::MulAdd(de, de, q3);
+  }
+  double s = hn::GetLane(hn::SumOfLanes(dd, hn::Add(s0, s1)));
+  double q = hn::GetLane(hn::SumOfLanes(dd, hn::Add(hn::Add(q0, q1), hn::Add(q2, q3))));
+  for (; i < n; ++i) {
+    const double d = static_cast<double>(p[i]) - shift;
+    s += d;
+    q += d * d;
+  }
+  sum_d = s;
+  sum_d2 = q;
 }
 #endif
 
@@ -175,26 +207,37 @@ double SquaredDeviations(const T* p, std::size_t n, double mean) {
 template <typename T>
 BlockStats ChunkStats(const T* p, std::size_t n) {
   BlockStats s;
-  std::size_t count = n;
-  double sum;
-  float mn = 0, mx = 0;
-  constexpr bool kFused = std::is_same_v<T, float> && HWY_TARGET != HWY_SCALAR;
-  if constexpr (kFused) {
-    sum = SumMinMaxF32(p, n, mn, mx);
-  } else {
-    sum = Sum<false>(p, n, count);
+#if HWY_TARGET != HWY_SCALAR  // one-lane vectors have no float32 sum worth its pass
+  if constexpr (std::is_same_v<T, float>) {
+    // Chunks without NaN, inf or float32 overflow: pass one reads the chunk once for an
+    // approximate mean (float32) and min/max; pass two sums the deviations from that
+    // shift and their squares in float64. mean = shift + sum(d)/n, and
+    // m2 = sum(d^2) - sum(d)^2/n, where sum(d) is small (the shift is close to the mean),
+    // so the correction cancels nothing that matters even for data with a large offset.
+    float mn, mx;
+    const float approx = ApproxSumMinMaxF32(p, n, mn, mx);
+    if (std::isfinite(approx)) {
+      const double shift = static_cast<float>(approx / static_cast<float>(n));
+      double sum_d, sum_d2;
+      ShiftedSumsF32(p, n, shift, sum_d, sum_d2);
+      const double count = static_cast<double>(n);
+      s.count = n;
+      s.min = mn;
+      s.max = mx;
+      s.mean = shift + sum_d / count;
+      s.m2 = std::max(0.0, sum_d2 - sum_d * (sum_d / count));
+      return s;
+    }
   }
+#endif
+  std::size_t count = n;
+  double sum = Sum<false>(p, n, count);
   const bool masked = sum != sum;  // a NaN (or +inf and -inf) in the chunk: take the slow pass
   if (masked) sum = Sum<true>(p, n, count);
   s.count = count;
   s.nan_count = n - count;
   if (count == 0) return s;
-  if (kFused && !masked) {
-    s.min = mn;
-    s.max = mx;
-  } else {
-    MinMax(p, n, s.min, s.max);
-  }
+  MinMax(p, n, s.min, s.max);
   s.mean = sum / static_cast<double>(count);
   s.m2 = masked ? SquaredDeviations<true>(p, n, s.mean) : SquaredDeviations<false>(p, n, s.mean);
   return s;
