@@ -187,6 +187,33 @@ TEST_P(KernelTest, IntegersToFloat32AreExactOrRoundedOnce) {
   }
 }
 
+TEST_P(KernelTest, SmallIntegersToFloat32PastTheCacheAreStreamedExactly) {
+  // Outputs of 16 MiB and more take the streaming-store path, which first converts up to an
+  // aligned output element: start the output at every offset within a vector, and check
+  // every element (head, streamed body, tail) and that nothing past the end is written.
+  const std::size_t n = (std::size_t{16} << 20) / sizeof(float) + 13;
+  std::vector<std::uint8_t> u8(n);
+  std::vector<std::int16_t> i16(n);
+  std::mt19937 rng(5);
+  for (std::size_t i = 0; i < n; ++i) {
+    u8[i] = static_cast<std::uint8_t>(rng());
+    i16[i] = static_cast<std::int16_t>(rng());
+  }
+  std::vector<float> buf(n + 32);
+  for (std::size_t shift : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{15}}) {
+    std::fill(buf.begin(), buf.end(), -7.0f);
+    kernels::to_float32(DType::UInt8, u8.data(), buf.data() + shift, n);
+    for (std::size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(buf[shift + i], static_cast<float>(u8[i])) << "shift " << shift << " i=" << i;
+    }
+    ASSERT_EQ(buf[shift + n], -7.0f);
+    kernels::to_float32(DType::Int16, i16.data(), buf.data() + shift, n);
+    for (std::size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(buf[shift + i], static_cast<float>(i16[i])) << "shift " << shift << " i=" << i;
+    }
+  }
+}
+
 TEST_P(KernelTest, Float16RoundTripIsExactForEveryHalf) {
   // Every one of the 65536 float16 values widens exactly and narrows back to itself.
   std::vector<std::uint16_t> all(65536), back(65536);

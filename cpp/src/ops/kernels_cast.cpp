@@ -7,9 +7,11 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/kernels_cast.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "ops/half_float.hpp"
@@ -53,6 +55,12 @@ void I32ToF32(const std::int32_t* HWY_RESTRICT in, float* HWY_RESTRICT out, std:
   ScalarConvert(in, out, i, n);
 }
 
+// Output at least this large (here: past half the last-level cache) is written with
+// streaming stores: a widening cast writes 2-4 bytes per byte read, and a cached store
+// first reads every output line it is about to overwrite whole (measured for uint8 ->
+// float32 at 16 MiB: 4.0 GB/s, below numpy's 5.7).
+constexpr std::size_t kStreamOutBytes = 16u << 20;
+
 // 8- and 16-bit integers widen to int32 lanes first; every value is exact in float32.
 template <typename T>
 void SmallIntToF32(const T* HWY_RESTRICT in, float* HWY_RESTRICT out, std::size_t n) {
@@ -61,16 +69,26 @@ void SmallIntToF32(const T* HWY_RESTRICT in, float* HWY_RESTRICT out, std::size_
   const hn::RebindToUnsigned<decltype(df)> du;
   const hn::Rebind<T, decltype(df)> dn;
   const std::size_t N = hn::Lanes(df);
-  std::size_t i = 0;
-  for (; i + N <= n; i += N) {
+  const auto widen = [&](std::size_t i) {
     const auto narrow = hn::LoadU(dn, in + i);
-    hn::Vec<decltype(di)> wide;
     if constexpr (hwy::IsSigned<T>()) {
-      wide = hn::PromoteTo(di, narrow);
+      return hn::ConvertTo(df, hn::PromoteTo(di, narrow));
     } else {
-      wide = hn::BitCast(di, hn::PromoteTo(du, narrow));
+      return hn::ConvertTo(df, hn::BitCast(di, hn::PromoteTo(du, narrow)));
     }
-    hn::StoreU(hn::ConvertTo(df, wide), df, out + i);
+  };
+  std::size_t i = 0;
+  if (n * sizeof(float) >= kStreamOutBytes) {
+    // Streaming stores want aligned addresses: convert up to the first aligned element.
+    const std::size_t bytes = N * sizeof(float);
+    while (i < n && reinterpret_cast<std::uintptr_t>(out + i) % bytes != 0) {
+      out[i] = static_cast<float>(in[i]);
+      ++i;
+    }
+    for (; i + N <= n; i += N) hn::Stream(widen(i), df, out + i);
+    hwy::FlushStream();
+  } else {
+    for (; i + N <= n; i += N) hn::StoreU(widen(i), df, out + i);
   }
   ScalarConvert(in, out, i, n);
 }
