@@ -421,6 +421,31 @@ TEST_P(KernelTest, Log1pFloat32IsWithinTwoUlpOfExactAcrossTheFirstBinades) {
   log1p_within_two_ulp(in);
 }
 
+TEST_P(KernelTest, Log1pBelowMinusOneGivesTheCLibrarysNaNBits) {
+  // x < -1 and -inf: the NaN of an invalid operation, bit for bit as the C library's (and
+  // numpy's) log1p give it, on every target and in vector bodies and scalar tails alike;
+  // a NaN input comes back as it went in.
+  auto check = [](auto zero) {
+    using T = decltype(zero);
+    const T specials[] = {T(-2), -std::numeric_limits<T>::infinity(), T(-1.5), T(-1e30),
+                          std::numeric_limits<T>::quiet_NaN(), T(0.5)};
+    std::vector<T> in(37);
+    for (std::size_t i = 0; i < in.size(); ++i) in[i] = specials[i % std::size(specials)];
+    std::vector<T> out(in.size());
+    kernels::log1p(sizeof(T) == 4 ? DType::Float32 : DType::Float64, in.data(), out.data(),
+                   in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      volatile T x = in[i];
+      const T want = std::log1p(static_cast<T>(x));
+      if (!std::isnan(want)) continue;  // the 0.5s: accuracy is tested elsewhere
+      ASSERT_EQ(std::memcmp(&out[i], &want, sizeof(T)), 0)
+          << sizeof(T) * 8 << "-bit x=" << in[i] << " i=" << i;
+    }
+  };
+  check(0.0f);
+  check(0.0);
+}
+
 TEST_P(KernelTest, Log1pFloat32LanesDoNotDependOnTheirNeighbours) {
   // Special values (-1, below -1, NaN, inf, -0, huge) sprinkled among ordinary ones: each
   // element must come out as it does alone (the special lanes are patched per lane).

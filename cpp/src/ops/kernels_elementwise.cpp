@@ -139,6 +139,18 @@ void Clip(DType t, const void* in, void* out, std::size_t n, double lo, double h
   }
 }
 
+// The NaN an invalid operation gives on this machine (0/0; negative on x86), which is
+// what the C library's and numpy's log1p return for x < -1 and -inf: computed once at run
+// time, because a compiler folding 0/0 picks a sign of its own.
+template <typename T>
+HWY_INLINE T InvalidNaN() {
+  static const T nan = [] {
+    volatile T zero = 0;
+    return zero / zero;
+  }();
+  return nan;
+}
+
 // float64: Highway's Log1p covers [0, max]; x in (-1, 0) is accurate too (log(1+x) *
 // x/((1+x)-1) only needs log to be accurate), and the special values are patched in
 // afterwards.
@@ -150,7 +162,7 @@ V Log1pFull(D d, V x) {
   y = hn::IfThenElse(hn::Eq(x, minus_one), hn::Set(d, -std::numeric_limits<T>::infinity()), y);
   y = hn::IfThenElse(hn::Eq(x, hn::Set(d, std::numeric_limits<T>::infinity())), x, y);
   // NaN in, or below -1: NaN out (x < -1 compares true only for non-NaN).
-  const auto nan = hn::Set(d, std::numeric_limits<T>::quiet_NaN());
+  const auto nan = hn::Set(d, InvalidNaN<T>());
   y = hn::IfThenElse(hn::Lt(x, minus_one), nan, y);
   // IsNaN, not Ne(x, x): Highway's Ne is an ordered compare on x86 and false for NaN.
   return hn::IfThenElse(hn::IsNaN(x), x, y);
@@ -385,8 +397,7 @@ HWY_INLINE V Log1pF32(D d, V x) {
   // for +inf and NaN.
   const auto minus_one = hn::Set(d, -1.0f);
   V fix = hn::IfThenElse(hn::Eq(x, minus_one), hn::Set(d, -HUGE_VALF), x);
-  fix = hn::IfThenElse(hn::Lt(x, minus_one), hn::Set(d, std::numeric_limits<float>::quiet_NaN()),
-                       fix);
+  fix = hn::IfThenElse(hn::Lt(x, minus_one), hn::Set(d, InvalidNaN<float>()), fix);
   const auto huge = hn::And(hn::Gt(x, hn::Set(d, 0x1p125f)), hn::Lt(x, hn::Set(d, HUGE_VALF)));
   if (HWY_UNLIKELY(!hn::AllFalse(d, huge))) fix = hn::IfThenElse(huge, Log1pF32Huge(d, x), fix);
   return hn::IfThenElse(reducible, y, fix);
