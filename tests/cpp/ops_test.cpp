@@ -596,6 +596,35 @@ TEST_P(KernelTest, ByteShuffleMatchesTheDefinitionAndInverts) {
   }
 }
 
+TEST_P(KernelTest, ByteShuffleOfLargeArraysMatchesTheDefinitionStreamedOrNot) {
+  // 16 MiB and more of output takes streaming stores when the output and its stream
+  // stride are vector-aligned: an aligned output (streamed), one shifted by a byte, and an
+  // element count that is not a multiple of the vector length (neither is), each checked
+  // element by element, with nothing written past the end.
+  for (std::size_t item : {2, 4}) {
+    for (std::size_t n : {(std::size_t{16} << 20) / item, (std::size_t{16} << 20) / item + 5}) {
+      std::vector<std::uint8_t> in(n * item);
+      for (std::size_t i = 0; i < in.size(); ++i) {
+        in[i] = static_cast<std::uint8_t>(i * 131 + (i >> 9));
+      }
+      std::vector<std::uint8_t> buf(n * item + 128 + 1, 0xA5);
+      for (std::size_t shift : {std::size_t{0}, std::size_t{1}}) {
+        // buf.data() is 16-byte aligned at least; 64 reaches every target's vector size.
+        const std::size_t lead = (64 - reinterpret_cast<std::uintptr_t>(buf.data()) % 64) % 64;
+        std::uint8_t* out = buf.data() + lead + shift;
+        kernels::shuffle_bytes(in.data(), out, n, item);
+        for (std::size_t i = 0; i < n; ++i) {
+          for (std::size_t b = 0; b < item; ++b) {
+            ASSERT_EQ(out[b * n + i], in[i * item + b])
+                << "item=" << item << " n=" << n << " shift=" << shift << " i=" << i;
+          }
+        }
+        ASSERT_EQ(out[n * item], 0xA5);
+      }
+    }
+  }
+}
+
 TEST(SimdTarget, UnknownTargetIsRefusedWithTheValidNames) {
   try {
     force_target("neon");
