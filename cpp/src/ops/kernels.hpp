@@ -11,6 +11,11 @@
 
 namespace twinstream::ops::kernels {
 
+/// Kernels whose output is at least this large (past half the last-level cache) write it
+/// with streaming stores: a cached store first reads every output line it then overwrites
+/// whole. Each kernel says where its output streams allow it.
+inline constexpr std::size_t kStreamOutputBytes = std::size_t{16} << 20;
+
 /// True for the dtypes to_float32/to_float64 accept: bool, every integer, float16/32/64.
 bool is_real_numeric(DType t);
 

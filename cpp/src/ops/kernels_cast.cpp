@@ -55,12 +55,6 @@ void I32ToF32(const std::int32_t* HWY_RESTRICT in, float* HWY_RESTRICT out, std:
   ScalarConvert(in, out, i, n);
 }
 
-// Output at least this large (here: past half the last-level cache) is written with
-// streaming stores: a widening cast writes 2-4 bytes per byte read, and a cached store
-// first reads every output line it is about to overwrite whole (measured for uint8 ->
-// float32 at 16 MiB: 4.0 GB/s, below numpy's 5.7).
-constexpr std::size_t kStreamOutBytes = 16u << 20;
-
 // 8- and 16-bit integers widen to int32 lanes first; every value is exact in float32.
 template <typename T>
 void SmallIntToF32(const T* HWY_RESTRICT in, float* HWY_RESTRICT out, std::size_t n) {
@@ -78,7 +72,9 @@ void SmallIntToF32(const T* HWY_RESTRICT in, float* HWY_RESTRICT out, std::size_
     }
   };
   std::size_t i = 0;
-  if (n * sizeof(float) >= kStreamOutBytes) {
+  // A widening cast writes 2-4 bytes per byte read: past kStreamOutputBytes its output is
+  // streamed (uint8 -> float32 at 16 MiB: 4.0 GB/s cached, below numpy's 5.7; 6.9 streamed).
+  if (n * sizeof(float) >= kStreamOutputBytes) {
     // Streaming stores want aligned addresses: convert up to the first aligned element.
     const std::size_t bytes = N * sizeof(float);
     while (i < n && reinterpret_cast<std::uintptr_t>(out + i) % bytes != 0) {
@@ -280,9 +276,9 @@ HWY_INLINE V QuantiseByDivision(D df, V x, V scale) {
 // rint(q*(1-eps)) == rint(q*(1+eps)) the reference rounds to that same integer; clamping
 // q to [-128, 127] first changes nothing (a q beyond a bound has the reference within eps
 // of it or beyond, which rounds and clamps to the same bound). Only lanes within about
-// 128*2^-20 of a half-integer fail the test, and so does NaN. Without fused multiply-add (SSE4, the
-// portable targets) q*(1 +- eps) rounds before 1.5*2^23 is added, which moves the bracket
-// by u relative: still wider than 3u.
+// 128*2^-20 of a half-integer fail the test, and so does NaN. Without fused multiply-add
+// (SSE4, the portable targets) q*(1 +- eps) rounds before 1.5*2^23 is added, which moves
+// the bracket by u relative: still wider than 3u.
 //
 // rint(v) + 1.5*2^23 is computed exactly by one multiply-add with 1.5*2^23: for |v| <=
 // 2^22 the sum's ulp is 1, so its rounding (to nearest even) is rint's; its bit pattern
@@ -295,6 +291,10 @@ void F32ToI8(const float* HWY_RESTRICT in, std::int8_t* HWY_RESTRICT out, std::s
   const std::size_t N = hn::Lanes(df);
   const auto vscale = hn::Set(df, scale);
   const float inv = 1.0f / scale;
+  auto by_division = [&](std::size_t at) {
+    const auto c = QuantiseByDivision(df, hn::LoadU(df, in + at), vscale);
+    hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, c)), d8, out + at);
+  };
   std::size_t i = 0;
   if (std::isnormal(inv)) {
     const auto vinv = hn::Set(df, inv);
@@ -320,10 +320,6 @@ void F32ToI8(const float* HWY_RESTRICT in, std::int8_t* HWY_RESTRICT out, std::s
       return hn::And(hn::Eq(r, hn::MulAdd(q, down, magic)), hn::Eq(x, x));
 #endif
     };
-    auto by_division = [&](std::size_t at) {
-      const auto c = QuantiseByDivision(df, hn::LoadU(df, in + at), vscale);
-      hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, c)), d8, out + at);
-    };
     for (; i + N <= n; i += N) {
       hn::Vec<decltype(df)> r;
       if (HWY_UNLIKELY(!hn::AllTrue(df, quantise(i, r)))) {
@@ -339,10 +335,7 @@ void F32ToI8(const float* HWY_RESTRICT in, std::int8_t* HWY_RESTRICT out, std::s
 #endif
     }
   }
-  for (; i + N <= n; i += N) {
-    const auto c = QuantiseByDivision(df, hn::LoadU(df, in + i), vscale);
-    hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, c)), d8, out + i);
-  }
+  for (; i + N <= n; i += N) by_division(i);
   for (; i < n; ++i) {
     const float q = std::nearbyint(in[i] / scale);
     out[i] = std::isnan(q)

@@ -35,13 +35,6 @@ void UnshuffleScalar(const Bytes* in, Bytes* out, std::size_t begin, std::size_t
   }
 }
 
-// Output at least this large (past half the last-level cache) is written with streaming
-// stores where the output streams allow them (each vector-aligned): a cached store first
-// reads every output line it then overwrites whole. Not with 16-byte vectors: four
-// streams of 16-byte pieces fill the write-combining buffers a quarter line at a time
-// (measured on sse4 at 16 MiB: 12 GB/s cached, 7 streamed).
-constexpr std::size_t kStreamOutBytes = 16u << 20;
-
 template <bool kStream, class D, class V>
 HWY_INLINE void StoreOut(V v, D d, Bytes* p) {
   if constexpr (kStream) {
@@ -78,12 +71,15 @@ std::size_t Shuffle24Loop(const Bytes* in, Bytes* out, std::size_t count, std::s
 }
 
 // Shuffles elements [0, count) of `in` (item 2 or 4) into streams out + b * stride.
-// Returns how many elements it did (a multiple of the vector length).
+// Returns how many elements it did (a multiple of the vector length). Past
+// kStreamOutputBytes the output is streamed where every stream is vector-aligned, but not
+// with 16-byte vectors: four streams of 16-byte pieces fill the write-combining buffers a
+// quarter line at a time (measured on sse4 at 16 MiB: 12 GB/s cached, 7 streamed).
 std::size_t Shuffle24(const Bytes* in, Bytes* out, std::size_t count, std::size_t stride,
                       std::size_t item) {
   const std::size_t N = hn::Lanes(hn::ScalableTag<Bytes>());
   const bool aligned = reinterpret_cast<std::uintptr_t>(out) % N == 0 && stride % N == 0;
-  if (N >= 32 && aligned && count * item >= kStreamOutBytes) {
+  if (N >= 32 && aligned && count * item >= kStreamOutputBytes) {
     const std::size_t done = Shuffle24Loop<true>(in, out, count, stride, item);
     hwy::FlushStream();
     return done;
