@@ -9,8 +9,9 @@
 // MPI_Win_free only after Commit: a side that gives up waiting leaves the window as it is
 // (a dead reader never says Bye). Once the writer has answered, it waits for the Commit
 // far longer than the reader waits for the answer, and its progress agent does not stop
-// before (a Commit the writer gave up on would leave the reader in MPI_Win_free for ever). Freed windows matter: MPICH cannot finalize with a window
-// still open over libfabric's shm provider ("fabricclose ... Device or resource busy").
+// before (a Commit the writer gave up on would leave the reader in MPI_Win_free for
+// ever). Freed windows matter: MPICH cannot finalize with a window still open over
+// libfabric's shm provider ("fabricclose ... Device or resource busy").
 #include <string>
 
 namespace twinstream::mpi {

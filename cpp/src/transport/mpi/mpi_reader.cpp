@@ -124,11 +124,11 @@ class MpiReader final : public DataPlaneReader {
   // writer may be gone, and everything is left as it is.
   void release() {
     if (released_ || win_ == MPI_WIN_NULL) return;
+    released_ = true;
     if (!healthy_) {
       mpi::note_window_left_open();
       return;
     }
-    released_ = true;
     MPI_Win_unlock_all(win_);
     free_window();
   }

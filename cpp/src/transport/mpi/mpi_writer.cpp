@@ -102,20 +102,17 @@ void MpiWriter::reader_left(std::uint64_t reader) {
     it->second.live = false;
     it->second.left = Clock::now();
   }
-  held_.erase(reader);
+  holding_.erase(reader);
 }
 
 void MpiWriter::steps_held(std::uint64_t reader, std::size_t held) {
   std::lock_guard lock(mu_);
   if (held == 0) {
-    held_.erase(reader);
-    return;
-  }
-  if (held_[reader] == 0) {
+    holding_.erase(reader);
+  } else if (holding_.insert(reader).second) {
     ++kicks_;  // reads are coming: drive progress eagerly
     cv_.notify_all();
   }
-  held_[reader] = held;
 }
 
 void MpiWriter::tear_down_windows() {
@@ -267,7 +264,7 @@ void MpiWriter::agent() {
         accepting_port_ = job->port;
       }
       have_windows = !windows_.empty();
-      reading = !held_.empty();
+      reading = !holding_.empty();
       for (const auto& [id, w] : windows_) {
         if (w.live) pairs.push_back(w.pair);
       }

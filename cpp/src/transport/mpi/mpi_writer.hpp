@@ -5,12 +5,13 @@
 // once (segments are reused step after step). Readers MPI_Rget under a passive-target
 // epoch they open once. A progress agent thread pairs readers, drives MPI's progress for
 // the reads it serves and frees a departing reader's window with it (MPI_Win_free is
-// collective, so both sides must agree first; see mpi_teardown.hpp).
+// collective, so both sides must agree first; see mpi_pairing.hpp).
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "transport/mpi/mpi_runtime.hpp"
@@ -69,7 +70,7 @@ class MpiWriter final : public transport::DataPlaneWriter {
   bool stop_ = false;
   bool accepting_ = false;
   std::uint64_t kicks_ = 0;
-  std::map<std::uint64_t, std::size_t> held_;  // readers holding steps: only they read
+  std::set<std::uint64_t> holding_;  // readers that hold steps: only they read
   std::map<std::uint32_t, std::shared_ptr<Segment>> segments_;
   std::map<std::uint64_t, Window> windows_;
   std::thread agent_;
