@@ -565,7 +565,7 @@ TEST(WireHeader, BadMagicRejected) {
 }
 
 TEST(WireHeader, UnknownTypeRejected) {
-  for (std::uint16_t t : {std::uint16_t{0}, std::uint16_t{11}, std::uint16_t{12},
+  for (std::uint16_t t : {std::uint16_t{0}, std::uint16_t{12}, std::uint16_t{13},
                           std::uint16_t{0x100}, std::uint16_t{0xffff}}) {
     std::array<std::byte, kHeaderSize> buf{};
     encode_header({kProtocolVersion, MsgType::Ack, 8}, buf.data());
@@ -797,6 +797,57 @@ TEST(WireReject, HelloWriterOpsTruncatedOrEmpty) {
   EXPECT_THROW(decode_hello(payload_of(encode(h), MsgType::Hello)), ProtocolError);
   h.writer_ops.pop_back();
   EXPECT_NO_THROW(decode_hello(payload_of(encode(h), MsgType::Hello)));
+}
+
+TEST(WireRoundTrip, HelloControlRingComesAfterTheOtherTrailingFields) {
+  Hello h = sample_hello();
+  const auto plain = payload_of(encode(h), MsgType::Hello);
+  h.control_ring = "/ts-ctl-12-0123456789abcdef";
+  // Alone: an empty plane option and an empty writer_ops go first.
+  const auto with = payload_of(encode(h), MsgType::Hello);
+  EXPECT_EQ(with.size(), plain.size() + 4 + 4 + 4 + h.control_ring.size());
+  auto got = decode_hello(with);
+  EXPECT_EQ(got.control_ring, h.control_ring);
+  EXPECT_EQ(got.plane_option, "");
+  EXPECT_EQ(got.writer_ops, "");
+  h.plane_option = "tcp";
+  h.writer_ops = "x=log1p";
+  got = decode_hello(payload_of(encode(h), MsgType::Hello));
+  EXPECT_EQ(got.control_ring, h.control_ring);
+  EXPECT_EQ(got.plane_option, "tcp");
+  EXPECT_EQ(got.writer_ops, "x=log1p");
+  EXPECT_EQ(decode_hello(plain).control_ring, "");
+  // An empty last field is not a hello an encoder makes; nor is a name over 64 bytes.
+  Bytes empty_last = plain;
+  for (int i = 0; i < 3; ++i) empty_last.insert(empty_last.end(), 4, std::byte{0});
+  EXPECT_THROW(decode_hello(empty_last), ProtocolError);
+  h.control_ring = "/" + std::string(64, 'x');
+  EXPECT_THROW(decode_hello(payload_of(encode(h), MsgType::Hello)), ProtocolError);
+}
+
+TEST(WireRoundTrip, WelcomeControlRingFlag) {
+  Welcome w = sample_welcome();
+  w.control_ring = true;
+  auto got = decode_welcome(payload_of(encode(w), MsgType::Welcome));
+  EXPECT_TRUE(got.control_ring);
+  EXPECT_TRUE(got.plane_detail.empty());
+  w.plane_detail = "provider=tcp";
+  w.plane_addresses = {"a", "b"};
+  got = decode_welcome(payload_of(encode(w), MsgType::Welcome));
+  EXPECT_TRUE(got.control_ring);
+  EXPECT_EQ(got.plane_detail, "provider=tcp");
+  EXPECT_EQ(got.plane_addresses.size(), 2u);
+  w.control_ring = false;
+  EXPECT_FALSE(decode_welcome(payload_of(encode(w), MsgType::Welcome)).control_ring);
+  // Any flag byte but 1 is refused, and so is an empty plane section with no flag after.
+  w.control_ring = true;
+  w.plane_detail.clear();
+  w.plane_addresses.clear();
+  auto bad = payload_of(encode(w), MsgType::Welcome);
+  bad.back() = std::byte{2};
+  EXPECT_THROW(decode_welcome(bad), ProtocolError);
+  bad.pop_back();
+  EXPECT_THROW(decode_welcome(bad), ProtocolError);
 }
 
 TEST(WireRoundTrip, Welcome) {

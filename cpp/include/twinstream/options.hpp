@@ -61,6 +61,7 @@ struct ReaderOptions {
   std::string group;            // empty: a group of its own
   std::string policy = "all";   // delivery policy of the group
   std::string data_plane = "auto";
+  std::string control = "auto";  // control path: auto (shared-memory ring on the writer's host), socket
   double timeout = 60.0;        // default wait for a step (Python iteration uses it)
   double open_timeout = -1.0;   // wait for the writer to appear; <0: same as timeout
   double heartbeat_timeout = 10.0;

@@ -52,6 +52,7 @@ struct ReaderStats {
   std::string data_plane;          ///< plane in use: inproc, shm, tcp, fabric or mpi
   std::string data_plane_detail;   ///< what the plane chose (fabric: "provider tcp")
   std::string data_plane_fallback; ///< why an `auto` choice fell back; empty if it did not
+  std::string control;             ///< control path: ring (shared memory) or socket
   // Reader-side pre-processing (pipelines the writer placed on readers, and those a
   // reader asks for): time its operators took, and the reader cache (cache=on).
   double ops_seconds = 0;          ///< all steps

@@ -15,28 +15,43 @@ IoStatus read_frame(int fd, Frame& out, Deadline deadline) {
   return recv_exact(fd, out.payload, deadline);
 }
 
+std::span<std::byte> FrameAssembler::space(std::size_t n) {
+  if (begin_ == end_) begin_ = end_ = 0;
+  if (buf_.size() - end_ < n) {
+    if (begin_ > 0) {  // compact before growing
+      std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    if (buf_.size() - end_ < n) buf_.resize(end_ + n);
+  }
+  return {buf_.data() + end_, buf_.size() - end_};
+}
+
 bool FrameAssembler::fill(int fd) {
   constexpr std::size_t kChunk = 64 * 1024;
   while (true) {
-    if (begin_ == end_) begin_ = end_ = 0;
-    if (buf_.size() - end_ < kChunk) {
-      if (begin_ > 0) {  // compact before growing
-        std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-        end_ -= begin_;
-        begin_ = 0;
-      }
-      if (buf_.size() - end_ < kChunk) buf_.resize(end_ + kChunk);
-    }
-    const ssize_t n = ::recv(fd, buf_.data() + end_, buf_.size() - end_, MSG_DONTWAIT);
+    const auto room = space(kChunk);
+    const ssize_t n = ::recv(fd, room.data(), room.size(), MSG_DONTWAIT);
     if (n > 0) {
-      end_ += static_cast<std::size_t>(n);
-      if (end_ < buf_.size()) return true;  // drained what the socket had
+      commit(static_cast<std::size_t>(n));
+      if (static_cast<std::size_t>(n) < room.size()) return true;  // drained what the socket had
       continue;
     }
     if (n == 0) return false;
     if (errno == EINTR) continue;
     return errno == EAGAIN || errno == EWOULDBLOCK;
   }
+}
+
+std::size_t FrameAssembler::frames_ready() const {
+  std::size_t n = 0;
+  for (std::size_t at = begin_; end_ - at >= wire::kHeaderSize; ++n) {
+    const auto header = wire::decode_header({buf_.data() + at, wire::kHeaderSize});
+    if (end_ - at < wire::kHeaderSize + header.length) break;
+    at += wire::kHeaderSize + header.length;
+  }
+  return n;
 }
 
 std::optional<Frame> FrameAssembler::next() {

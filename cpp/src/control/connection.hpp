@@ -4,6 +4,7 @@
 // never stall the others.
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "control/socket.hpp"
@@ -28,6 +29,11 @@ class FrameAssembler {
   std::optional<Frame> next();
   /// Bytes received but not yet returned as frames.
   std::size_t buffered() const { return end_ - begin_; }
+  /// Complete frames waiting to be returned. Throws ProtocolError on a bad header.
+  std::size_t frames_ready() const;
+  /// Room for `n` more bytes from another source (the control ring), then `commit(n)`.
+  std::span<std::byte> space(std::size_t n);
+  void commit(std::size_t n) { end_ += n; }
 
  private:
   // Bytes [begin_, end_) of buf_ are unread; buf_ only grows (no per-read zeroing).

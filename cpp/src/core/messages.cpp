@@ -34,8 +34,12 @@ std::vector<std::byte> encode(const Hello& m) {
   e.u32(m.shuffle.passes);
   e.u32(static_cast<std::uint32_t>(m.shuffle.variables.size()));
   for (const auto& v : m.shuffle.variables) e.str(v);
-  if (!m.plane_option.empty() || !m.writer_ops.empty()) e.str(m.plane_option);
-  if (!m.writer_ops.empty()) e.str(m.writer_ops);
+  // Trailing fields: each is sent when it or a later one is set; the last one sent is
+  // never empty (an empty one at the end is bytes that do not belong).
+  const bool ring = !m.control_ring.empty();
+  if (!m.plane_option.empty() || !m.writer_ops.empty() || ring) e.str(m.plane_option);
+  if (!m.writer_ops.empty() || ring) e.str(m.writer_ops);
+  if (ring) e.str(m.control_ring);
   return std::move(e.finish());
 }
 
@@ -71,17 +75,13 @@ Hello decode_hello(std::span<const std::byte> p) {
   }
   const auto nvars = d.count(1024);
   for (std::size_t i = 0; i < nvars; ++i) m.shuffle.variables.push_back(d.str(4096));
-  if (d.remaining() > 0) {
-    // Encoded only when set: an empty one is bytes that do not belong here.
-    m.plane_option = d.str(256);
-    if (d.remaining() > 0) {
-      // An empty plane option is sent only to reach this one, which is never empty.
-      m.writer_ops = d.str(kMaxWriterOpsBytes);
-      if (m.writer_ops.empty()) throw ProtocolError("empty trailing writer_ops in hello");
-    } else if (m.plane_option.empty()) {
-      throw ProtocolError("empty trailing plane option in hello");
-    }
-  }
+  // Trailing fields, in order, each sent when it or a later one is set: the last one
+  // sent is never empty.
+  const std::string* last = nullptr;
+  if (d.remaining() > 0) last = &(m.plane_option = d.str(256));
+  if (d.remaining() > 0) last = &(m.writer_ops = d.str(kMaxWriterOpsBytes));
+  if (d.remaining() > 0) last = &(m.control_ring = d.str(64));
+  if (last && last->empty()) throw ProtocolError("empty last trailing field in hello");
   d.finish();
   return m;
 }
@@ -95,11 +95,12 @@ std::vector<std::byte> encode(const Welcome& m) {
   e.u32(m.writer_pid);
   e.str(m.group);
   e.u64(m.first_step);
-  if (!m.plane_detail.empty()) {
+  if (!m.plane_detail.empty() || m.control_ring) {
     e.str(m.plane_detail);
     e.u32(static_cast<std::uint32_t>(m.plane_addresses.size()));
     for (const auto& a : m.plane_addresses) e.str(a);
   }
+  if (m.control_ring) e.u8(1);
   return std::move(e.finish());
 }
 
@@ -115,9 +116,14 @@ Welcome decode_welcome(std::span<const std::byte> p) {
   m.first_step = d.u64();
   if (d.remaining() > 0) {
     m.plane_detail = d.str(4096);
-    if (m.plane_detail.empty()) throw ProtocolError("empty trailing plane detail in welcome");
     const auto n = d.count(1024);
     for (std::size_t i = 0; i < n; ++i) m.plane_addresses.push_back(d.str(4096));
+    if (d.remaining() > 0) {
+      if (d.u8() != 1) throw ProtocolError("bad control ring flag in welcome");
+      m.control_ring = true;
+    } else if (m.plane_detail.empty()) {
+      throw ProtocolError("empty trailing plane detail in welcome");
+    }
   }
   d.finish();
   return m;

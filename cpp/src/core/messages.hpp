@@ -47,6 +47,9 @@ struct Hello {
   // asks the writer to run for it, "var=<pipeline key>;var2=<key>" (reader option
   // writer_ops).
   std::string writer_ops;
+  // Trailing, after writer_ops (then sent even when empty): the control ring this
+  // same-host reader created (control/control_ring.hpp); empty: the socket only.
+  std::string control_ring;
 };
 
 /// Writer's answer to a control Hello.
@@ -64,6 +67,9 @@ struct Welcome {
   // bytes). One endpoint today; a multi-rank writer lists one per rank.
   std::string plane_detail;
   std::vector<std::string> plane_addresses;
+  // Trailing, after the plane detail (then sent even when empty): the writer mapped the
+  // reader's control ring and sends every frame after this one through it.
+  bool control_ring = false;
 };
 
 /// A refusal or failure; the sender closes the connection after it.

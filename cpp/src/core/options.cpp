@@ -185,8 +185,8 @@ std::vector<std::string> split_names(const std::string& v) {
   return out;
 }
 
-const std::array<OptionRow<ReaderOptions>, 19>& reader_rows() {
-  static const std::array<OptionRow<ReaderOptions>, 19> rows{{
+const std::array<OptionRow<ReaderOptions>, 20>& reader_rows() {
+  static const std::array<OptionRow<ReaderOptions>, 20> rows{{
       {{"group", "", "str",
         "Reader group to join; members share a delivery policy (default: a group of its own)."},
        [](ReaderOptions& o, const std::string& v) { o.group = v; }},
@@ -203,6 +203,13 @@ const std::array<OptionRow<ReaderOptions>, 19>& reader_rows() {
         "mpi (MPI one-sided reads)."},
        [](ReaderOptions& o, const std::string& v) {
          o.data_plane = one_of("data_plane", v, {"auto", "inproc", "shm", "tcp", "mpi", "fabric"});
+       }},
+      {{"control", "auto", "str",
+        "How announcements and acknowledgements travel: auto (through a shared-memory ring "
+        "beside the TCP connection when the writer is on this host, else the connection) or "
+        "socket (always the TCP connection)."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.control = one_of("control", v, {"auto", "socket"});
        }},
       {{"timeout", "60", "float",
         "Seconds to wait for each step when iterating (and to open, unless open_timeout)."},

@@ -352,9 +352,11 @@ ReaderStats Reader::Impl::stats() const {
       out.data_plane = s.data_plane;
       out.data_plane_detail = s.data_plane_detail;
       out.data_plane_fallback = s.data_plane_fallback;
+      out.control = s.control;
     } else if (out.data_plane != s.data_plane) {
       out.data_plane = "mixed";
     }
+    if (out.control != s.control) out.control = "mixed";
   }
   return out;
 }

@@ -3,6 +3,7 @@
 #include "core/reader_source.hpp"
 
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -90,6 +91,16 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
         hello.shuffle = opt_.shuffle;
         hello.plane_option = choice.option;
         hello.writer_ops = opt_.writer_ops;
+        // Same host: offer a control ring; the writer says in its welcome whether it
+        // took it. Shared memory that cannot be made only means the socket alone.
+        if (opt_.control == "auto" && c->host_id == net::host_id() && !ring_) {
+          try {
+            ring_ = net::ControlRing::create();
+          } catch (const Error& e) {
+            log::info(who() + ": no control ring (" + e.what() + "); using the socket alone");
+          }
+        }
+        if (ring_) hello.control_ring = ring_->name();
         if (net::send_all(ctrl_.get(), wire::encode(hello), deadline) != net::IoStatus::Ok) {
           throw ConnectionError("could not send its hello");
         }
@@ -141,6 +152,11 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
     }
     throw ConnectionError(refusal->message);
   }
+  if (ring_) {
+    ring_->unlink();  // the writer mapped it (or never will): the name has served
+    if (!welcome_.control_ring) ring_.reset();
+  }
+  stats_.control = ring_ ? "ring" : "socket";
   net::set_nonblocking(ctrl_.get(), true);
   transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout, choice,
                                ctrl_.get()};
@@ -177,9 +193,39 @@ void ReaderSource::writer_lost(const std::string& what) const {
                         "reopen the reader");
 }
 
-// The next control frame, or nullopt at the deadline. Spins briefly on the socket before
-// sleeping in poll(): a step that is about to arrive then costs no wake-up (the idle
-// strategy of low-latency messaging), and an idle reader still sleeps.
+bool ReaderSource::read_ring() {
+  if (ring_->read(ctrl_in_) == 0) return false;
+  if (ring_->take_peer_wants_room()) ring_doorbell();  // a writer blocked on a full ring
+  return true;
+}
+
+void ReaderSource::read_doorbells() {
+  const bool open = doorbells_.fill(ctrl_.get());
+  while (auto f = doorbells_.next()) {
+    if (f->header.type != wire::MsgType::Doorbell) {
+      throw ProtocolError(who() + ": writer at " + peer_ + " sent " +
+                          std::string(wire::msg_type_name(f->header.type)) +
+                          " on the socket of a control ring");
+    }
+  }
+  if (!open) {
+    read_ring();  // the last words before the close
+    if (ctrl_in_.frames_ready() > 0) return;
+    writer_lost("closed the connection without ending the stream (it crashed or was killed)");
+  }
+}
+
+void ReaderSource::ring_doorbell() {
+  // A lost doorbell is harmless: a socket too full to take one wakes the writer anyway.
+  static const auto frame = wire::encode_empty(wire::MsgType::Doorbell);
+  [[maybe_unused]] auto n = ::send(ctrl_.get(), frame.data(), frame.size(),
+                                   MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+// The next control frame, or nullopt at the deadline. Spins briefly before sleeping in
+// poll(): a step that is about to arrive then costs no wake-up (the idle strategy of
+// low-latency messaging), and an idle reader still sleeps. With a control ring the spin
+// reads shared memory, and a sleeping reader is rung on the socket (control_ring.hpp).
 std::optional<net::Frame> ReaderSource::next_frame(net::Deadline deadline,
                                                    net::Clock::duration silence) {
   constexpr auto kSpin = std::chrono::microseconds(50);
@@ -189,15 +235,25 @@ std::optional<net::Frame> ReaderSource::next_frame(net::Deadline deadline,
       last_heard_ = net::Clock::now();
       return f;
     }
-    const auto before = ctrl_in_.buffered();
-    if (!ctrl_in_.fill(ctrl_.get())) {
-      if (auto f = ctrl_in_.next()) return f;  // the last words before the close
-      writer_lost("closed the connection without ending the stream (it crashed or was killed)");
+    if (ring_) {
+      if (read_ring() || net::Clock::now() < spin_until) continue;  // spin: memory only
+      read_doorbells();  // and the hang-up
+      if (ctrl_in_.frames_ready() > 0) continue;
+      // Asleep until rung (or the deadline); the request stays up if we return empty,
+      // so that a caller polling fd() is rung too.
+      if (!ring_->wait_for_data()) continue;
+    } else {
+      const auto before = ctrl_in_.buffered();
+      if (!ctrl_in_.fill(ctrl_.get())) {
+        if (auto f = ctrl_in_.next()) return f;  // the last words before the close
+        writer_lost("closed the connection without ending the stream (it crashed or was killed)");
+      }
+      if (ctrl_in_.buffered() != before || net::Clock::now() < spin_until) continue;
     }
-    if (ctrl_in_.buffered() != before || net::Clock::now() < spin_until) continue;
     const auto heard_by = last_heard_ + silence;
     const auto st = net::wait_readable(ctrl_.get(), std::min(deadline, heard_by));
     if (st == net::IoStatus::Timeout) {
+      if (ring_ && ring_->readable()) continue;
       if (net::Clock::now() >= heard_by) {
         writer_lost("sent nothing for heartbeat_timeout=" + std::to_string(opt_.heartbeat_timeout) +
                     " s (hung, or its host is unreachable)");
@@ -238,12 +294,13 @@ StepStatus ReaderSource::begin_step(net::Deadline deadline) {
       // Step memory that was announced but is gone: the writer gave up on this reader
       // (close_timeout) and closed. Said as such; otherwise the plane's reason stands.
       // Drain what is queued on the control connection: the hang-up comes after it.
-      for (auto before = ctrl_in_.buffered();; before = ctrl_in_.buffered()) {
-        if (!ctrl_in_.fill(ctrl_.get())) {
+      auto& socket_in = ring_ ? doorbells_ : ctrl_in_;
+      for (auto before = socket_in.buffered();; before = socket_in.buffered()) {
+        if (!socket_in.fill(ctrl_.get())) {
           writer_lost("closed the stream (close_timeout) before this reader took step " +
                       std::to_string(step_.index) + "; its memory is gone");
         }
-        if (ctrl_in_.buffered() == before) break;
+        if (socket_in.buffered() == before) break;
       }
       throw;
     }
@@ -272,8 +329,21 @@ void ReaderSource::pull(std::span<const transport::Copy> copies) {
 void ReaderSource::end_step() {
   if (!in_step_) throw InvalidArgument(who() + ": end_step without begin_step");
   in_step_ = false;
-  if (net::send_all(ctrl_.get(), wire::encode(wire::Ack{step_.index}),
-                    net::deadline_after(opt_.heartbeat_timeout)) != net::IoStatus::Ok) {
+  const auto ack = wire::encode(wire::Ack{step_.index});
+  if (ring_ && ring_->write_all(ack)) {
+    // The writer asks to be rung when it waits for acknowledgements. While another step
+    // is already here it can wait: it is rung when this reader is down to its last one,
+    // so one wake-up serves several steps (and the writer refills while that one is read).
+    if (ring_->peer_waiting()) {
+      read_ring();
+      if (ctrl_in_.frames_ready() <= 1 && ring_->take_peer_waiting()) ring_doorbell();
+    }
+    return;
+  }
+  // No ring, or it is full: the socket. The writer reads the ring before the socket, so
+  // acknowledgements keep their order.
+  if (net::send_all(ctrl_.get(), ack, net::deadline_after(opt_.heartbeat_timeout)) !=
+      net::IoStatus::Ok) {
     writer_lost("did not take the acknowledgement of step " + std::to_string(step_.index));
   }
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "control/connection.hpp"
+#include "control/control_ring.hpp"
 #include "core/buffer_pool.hpp"
 #include "core/contact.hpp"
 #include "transport/transport.hpp"
@@ -40,9 +41,10 @@ class ReaderSource {
   void close();
 
   /// The control connection (to poll several sources at once) and whether frames are
-  /// already buffered from it.
+  /// already buffered from it or waiting in the control ring. A begin_step that returned
+  /// NotReady left the ring asking for a doorbell, so polling fd() wakes on a new frame.
   int fd() const { return ctrl_.get(); }
-  bool buffered() const { return ctrl_in_.buffered() > 0; }
+  bool buffered() const { return ctrl_in_.buffered() > 0 || (ring_ && ring_->readable()); }
   bool in_step() const { return in_step_; }
   bool ended() const { return ended_; }
 
@@ -65,6 +67,11 @@ class ReaderSource {
   void connect(net::Deadline deadline, bool wait);
   [[noreturn]] void writer_lost(const std::string& what) const;
   std::optional<net::Frame> next_frame(net::Deadline deadline, net::Clock::duration silence);
+  // Control ring: moves what it holds into ctrl_in_; true if anything came.
+  bool read_ring();
+  // The socket beside a control ring: doorbells (dropped) and the hang-up.
+  void read_doorbells();
+  void ring_doorbell();
   std::string who() const;  // "stream 'md'", "stream 'md' member 'run-07'", "... rank 2"
 
   const std::string name_;
@@ -83,7 +90,9 @@ class ReaderSource {
   Contact contact_;
   std::string peer_;
   net::Fd ctrl_;
-  net::FrameAssembler ctrl_in_;
+  net::FrameAssembler ctrl_in_;  // frames from the writer: the ring's if there is one
+  std::optional<net::ControlRing> ring_;  // same-host control path (control/control_ring.hpp)
+  net::FrameAssembler doorbells_;         // the socket's bytes while a ring is in use
   wire::Welcome welcome_;
   std::unique_ptr<transport::DataPlaneReader> plane_;
   net::Clock::time_point last_heard_;

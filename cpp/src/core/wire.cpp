@@ -31,6 +31,7 @@ std::string_view msg_type_name(MsgType t) {
     case MsgType::ReadRequest: return "read-request";
     case MsgType::ReadReply: return "read-reply";
     case MsgType::Bye: return "bye";
+    case MsgType::Doorbell: return "doorbell";
   }
   return "unknown";
 }
@@ -54,7 +55,7 @@ FrameHeader decode_header(std::span<const std::byte> in) {
   FrameHeader h;
   h.version = load<std::uint16_t>(in.data() + 4);
   const auto type = load<std::uint16_t>(in.data() + 6);
-  if (type < 1 || type > static_cast<std::uint16_t>(MsgType::Bye)) {
+  if (type < 1 || type > static_cast<std::uint16_t>(MsgType::Doorbell)) {
     throw ProtocolError("unknown message type " + std::to_string(type));
   }
   h.type = static_cast<MsgType>(type);

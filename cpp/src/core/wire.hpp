@@ -34,6 +34,7 @@ enum class MsgType : std::uint16_t {
   ReadRequest = 8,
   ReadReply = 9,
   Bye = 10,
+  Doorbell = 11,  // same-host control ring: wakes a side asleep in poll(); no payload
 };
 std::string_view msg_type_name(MsgType t);
 

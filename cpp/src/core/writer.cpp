@@ -122,9 +122,16 @@ void Writer::Impl::begin_step() {
   }
   first_step_ = false;
   // A shuffle group whose next window is full waits for its current one to be delivered.
+  read_rings();
   if (opt_.queue_policy == QueuePolicy::Block && (queue_.full() || groups_.backlogged())) {
     const auto t0 = net::Clock::now();
+    // Readers on control rings ring when they acknowledge while we wait; the rings are
+    // read once more after asking, so that an acknowledgement just before is not missed.
+    user_waits_ = true;
+    for (auto& [id, p] : readers_) want_acks(p, 0);
+    read_rings();
     cv_.wait(lock, [&] { return (!queue_.full() && !groups_.backlogged()) || stop_; });
+    user_waits_ = false;
     stats_.blocked_ns += static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(net::Clock::now() - t0).count());
   }
@@ -320,6 +327,7 @@ void Writer::Impl::end_step() {
   in_step_ = false;
 
   std::lock_guard lock(mu_);
+  read_rings();  // acknowledgements first: they free steps the queue may drop or reuse
   // Numbered under the lock: a reader joining now learns the first index it will be offered.
   s.index = next_index_++;
   // A step carries the stream attributes as they were when it ended, not as they are
@@ -497,10 +505,12 @@ void Writer::Impl::send(Peer& p, const std::vector<std::byte>& frame) {
   p.out.insert(p.out.end(), frame.begin(), frame.end());
   p.last_send = net::Clock::now();
   flush(p);
-  if (p.out_pos < p.out.size()) wake();  // the service thread finishes on POLLOUT
+  // The service thread finishes on POLLOUT (a ring: when the reader rings for room).
+  if (p.out_pos < p.out.size() && !p.ring) wake();
 }
 
 void Writer::Impl::flush(Peer& p) {
+  if (p.ring) return flush_ring(p);
   while (!p.dead && p.out_pos < p.out.size()) {
     const ssize_t n = ::send(p.fd.get(), p.out.data() + p.out_pos, p.out.size() - p.out_pos,
                              MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -520,6 +530,65 @@ void Writer::Impl::flush(Peer& p) {
     p.out_pos = 0;
     cv_.notify_all();  // close() waits for END to leave
   }
+}
+
+void Writer::Impl::flush_ring(Peer& p) {
+  bool wrote = false;
+  try {
+    while (!p.dead && p.out_pos < p.out.size()) {
+      const auto n = p.ring->write_some(std::span(p.out).subspan(p.out_pos));
+      p.out_pos += n;
+      wrote = wrote || n > 0;
+      // Full: the reader rings when it has made room (unless room appeared meanwhile).
+      if (n == 0 && p.ring->wait_for_room()) break;
+    }
+  } catch (const ProtocolError& e) {
+    p.dead = true;
+    p.dead_reason = std::string("corrupted its control ring (") + e.what() + ")";
+    return;
+  }
+  if (wrote && p.ring->take_peer_waiting()) ring_doorbell(p);
+  if (p.out_pos == p.out.size()) {
+    p.out.clear();
+    p.out_pos = 0;
+    cv_.notify_all();  // close() waits for END to leave
+  }
+}
+
+void Writer::Impl::ring_doorbell(Peer& p) {
+  static const auto frame = wire::encode_empty(wire::MsgType::Doorbell);
+  const ssize_t n = ::send(p.fd.get(), frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  // A socket too full to take it has unread bytes: the reader wakes anyway.
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    p.dead = true;
+    p.dead_reason = "connection lost";
+  }
+}
+
+void Writer::Impl::read_ring(Peer& p) {
+  if (!p.ring) return;
+  try {
+    if (p.ring->read(p.ring_in) == 0) return;
+    while (auto f = p.ring_in.next()) {
+      if (f->header.type != wire::MsgType::Ack) {
+        throw ProtocolError("sent " + std::string(wire::msg_type_name(f->header.type)) +
+                            " through its control ring");
+      }
+      handle_frame(p, *f);
+    }
+  } catch (const std::exception& e) {
+    p.dead = true;
+    p.dead_reason = std::string("sent bad data (") + e.what() + "); connection closed";
+  }
+}
+
+void Writer::Impl::read_rings() {
+  for (auto& [id, p] : readers_) read_ring(p);
+}
+
+void Writer::Impl::want_acks(Peer& p, std::uint32_t credit) {
+  if (!p.ring) return;
+  p.ring->want_doorbell(!p.held.empty() && (p.held.size() >= credit || closing_ || user_waits_));
 }
 
 wire::StepMeta Writer::Impl::announcement(Peer& p, const QueuedStep& s) {
@@ -615,6 +684,7 @@ void Writer::Impl::pump(Peer& p) {
     send(p, wire::encode(announcement(p, *s)));
   }
   planes_->steps_held(p.id, p.held.size());
+  want_acks(p, credit);
   // The end of the stream waits for what may still come to this member: under a policy
   // that re-delivers, a step another member holds comes here if that member dies.
   bool owes = false;
@@ -678,6 +748,9 @@ void Writer::Impl::handle_frame(Peer& p, const net::Frame& f) {
       p.dead = true;
       p.dead_reason = "left";
       break;
+    case wire::MsgType::Doorbell:  // a control ring's reader made room, or acknowledged
+      flush(p);
+      break;
     default:
       throw ProtocolError("unexpected " + std::string(wire::msg_type_name(f.header.type)) +
                           " from a reader");
@@ -687,6 +760,7 @@ void Writer::Impl::handle_frame(Peer& p, const net::Frame& f) {
 void Writer::Impl::remove_reader(ReaderId id, const std::string& reason) {
   auto it = readers_.find(id);
   if (it == readers_.end()) return;
+  read_ring(it->second);  // what it acknowledged before it went is not re-delivered
   const bool quiet = reason == "left" || it->second.end_sent;
   const GroupId gid = it->second.group;
   const auto* group = groups_.group(gid);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "control/connection.hpp"
+#include "control/control_ring.hpp"
 #include "control/socket.hpp"
 #include "core/batches.hpp"
 #include "core/contact.hpp"
@@ -67,8 +68,12 @@ class Writer::Impl final : public transport::StepAccess {
     std::string who;    // for log lines: "reader 3 (pid 123, 127.0.0.1:5555)"
     std::string plane;
     net::FrameAssembler in;
-    std::vector<std::byte> out;  // frames not yet accepted by the socket
+    std::vector<std::byte> out;  // frames not yet accepted by the socket (or the ring)
     std::size_t out_pos = 0;
+    // Same-host control path (control/control_ring.hpp): once set, every frame to the
+    // reader goes through it, and its acknowledgements come through it.
+    std::optional<net::ControlRing> ring;
+    net::FrameAssembler ring_in;
     std::deque<std::uint64_t> held;  // steps handed and not yet acknowledged, oldest first
     std::uint32_t prefetch = 1;      // how many it may hold at once
     GroupId group = 0;
@@ -149,6 +154,14 @@ class Writer::Impl final : public transport::StepAccess {
   // Delivery (under mu_).
   void send(Peer& p, const std::vector<std::byte>& frame);
   void flush(Peer& p);
+  // Control rings: what readers acknowledged there, handled now.
+  void read_ring(Peer& p);
+  void read_rings();
+  void flush_ring(Peer& p);
+  void ring_doorbell(Peer& p);
+  // Whether `p` should ring when it acknowledges: the writer waits on its acknowledgements
+  // (it holds all it may, the user's thread waits for room, or the stream is closing).
+  void want_acks(Peer& p, std::uint32_t credit);
   void pump(Peer& p);
   void pump_all();
   wire::StepMeta announcement(Peer& p, const QueuedStep& s);
@@ -199,6 +212,7 @@ class Writer::Impl final : public transport::StepAccess {
   ReaderId next_reader_id_ = 1;
   std::uint64_t takes_ = 0;  // hand-outs so far (orders Peer::last_take)
   bool closing_ = false;
+  bool user_waits_ = false;  // begin_step waits for room in the queue
   bool stop_ = false;
   bool closed_ = false;
   WriterStats stats_;

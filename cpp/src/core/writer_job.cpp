@@ -334,6 +334,7 @@ ReaderStats WriterJob::stats() const {
   // steps skipped because some rank had dropped them.
   for (std::size_t i = 1; i < ranks_.size(); ++i) {
     out.dropped = std::max(out.dropped, ranks_[i]->stats().dropped);
+    if (ranks_[i]->stats().control != out.control) out.control = "mixed";
   }
   out.steps = steps_;
   out.dropped += skipped_;

@@ -56,12 +56,15 @@ void Writer::Impl::serve() {
         fds.push_back({c.fd.get(), POLLIN, 0});
         next = std::min(next, c.deadline);
       }
+      bool ring_readable = false;
       for (auto& [id, p] : readers_) {
-        const short ev = POLLIN | (p.out_pos < p.out.size() ? POLLOUT : 0);
+        const short ev = POLLIN | (p.out_pos < p.out.size() && !p.ring ? POLLOUT : 0);
         fds.push_back({p.fd.get(), ev, 0});
         reader_ids.push_back(id);
+        // Asked to be rung after its last look: what came before that is read now.
+        ring_readable = ring_readable || (p.ring && p.ring->readable());
       }
-      timeout_ms = net::poll_timeout_ms(next);
+      timeout_ms = ring_readable ? 0 : net::poll_timeout_ms(next);
     }
     const int rc = ::poll(fds.data(), fds.size(), timeout_ms);
     if (rc < 0 && errno != EINTR) {
@@ -108,8 +111,10 @@ void Writer::Impl::serve() {
     for (std::size_t i = 0; i < reader_ids.size(); ++i) {
       const auto rev = fds[2 + npending + i].revents;
       auto it = readers_.find(reader_ids[i]);
-      if (it == readers_.end() || !rev) continue;
+      if (it == readers_.end()) continue;
       auto& p = it->second;
+      read_ring(p);  // before its socket: acknowledgements there came first
+      if (!rev) continue;
       try {
         if (rev & POLLOUT) flush(p);
         if (rev & (POLLIN | POLLHUP | POLLERR)) {
@@ -282,7 +287,29 @@ void Writer::Impl::handshake(Pending& c, const net::Frame& f) {
   w.first_step = queue_.oldest_pending(id).value_or(next_index_);
   w.plane_detail = std::move(grant.plane_detail);
   w.plane_addresses = std::move(grant.plane_addresses);
+  // A same-host reader offers a control ring; every frame after the welcome goes there.
+  std::optional<net::ControlRing> ring;
+  if (!hello.control_ring.empty() && same_host) {
+    try {
+      ring = net::ControlRing::attach(hello.control_ring);
+      w.control_ring = true;
+    } catch (const Error& e) {
+      log::info("stream '" + name_ + "': " + p.who + ": no control ring (" + e.what() +
+                "); using the socket alone");
+    }
+  }
   send(p, wire::encode(w));
+  if (ring && p.out_pos < p.out.size()) {
+    // The welcome must be out before frames take the ring; a fresh socket takes it.
+    if (net::send_all(p.fd.get(), std::span(p.out).subspan(p.out_pos),
+                      net::deadline_after(2.0)) != net::IoStatus::Ok) {
+      p.dead = true;
+      p.dead_reason = "did not take its welcome";
+    }
+    p.out.clear();
+    p.out_pos = 0;
+  }
+  p.ring = std::move(ring);
   log::info("stream '" + name_ + "': " + p.who + " joined");
   cv_.notify_all();  // min_readers
   pump(p);

@@ -354,6 +354,7 @@ PYBIND11_MODULE(_core, m) {
         d["data_plane"] = s.data_plane;
         d["data_plane_detail"] = s.data_plane_detail;
         d["data_plane_fallback"] = s.data_plane_fallback;
+        d["control"] = s.control;
         d["ops_seconds"] = s.ops_seconds;
         d["ops_last_seconds"] = s.ops_last_seconds;
         d["ops_steps"] = s.ops_steps;

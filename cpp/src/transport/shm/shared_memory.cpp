@@ -57,7 +57,23 @@ SharedMemory SharedMemory::open_readonly(const std::string& name, std::size_t si
     throw Unavailable("shared memory " + name + " is smaller than the writer announced");
   }
   // Populate: the reader touches the whole step anyway, and one fault per page costs more.
-  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+  return map(fd, name, size, false);
+}
+
+SharedMemory SharedMemory::open_readwrite(const std::string& name, std::size_t size) {
+  const int fd = ::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) throw Error("cannot open shared memory " + name + ": " + net::errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) != size) {
+    ::close(fd);
+    throw Error("shared memory " + name + " is not " + std::to_string(size) + " bytes");
+  }
+  return map(fd, name, size, true);
+}
+
+SharedMemory SharedMemory::map(int fd, const std::string& name, std::size_t size, bool writable) {
+  void* p = ::mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                   MAP_SHARED | MAP_POPULATE, fd, 0);
   const int err = errno;
   ::close(fd);
   if (p == MAP_FAILED) throw Unavailable("cannot map " + name + ": " + net::errno_text(err));

@@ -15,6 +15,9 @@ class SharedMemory {
   /// Maps an existing object read-only; throws Unavailable if it is missing or smaller
   /// than `size` (another host, another container, or a stale name).
   static SharedMemory open_readonly(const std::string& name, std::size_t size);
+  /// Maps an existing object of exactly `size` bytes read-write (the control ring a
+  /// reader created). Throws Error if it is missing or of another size.
+  static SharedMemory open_readwrite(const std::string& name, std::size_t size);
 
   SharedMemory() = default;
   SharedMemory(SharedMemory&& o) noexcept;
@@ -27,6 +30,8 @@ class SharedMemory {
 
  private:
   void release();
+  // Maps an open object; closes `fd`.
+  static SharedMemory map(int fd, const std::string& name, std::size_t size, bool writable);
   std::string name_;
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
