@@ -10,6 +10,7 @@ Helpers wait with bounded loops only; every subprocess call has a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -108,6 +109,36 @@ MAGIC = 0x31535754
 #: The control protocol version this build speaks (core/wire.hpp kProtocolVersion).
 PROTOCOL_VERSION = 3
 T_HELLO, T_WELCOME, T_ERROR, T_ACK = 1, 2, 3, 5
+
+
+_FABRIC_REGION = re.compile(r"^(\d+):[\d:]+$")
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_fabric_regions():
+    """libfabric's shm provider names its /dev/shm region after the process's pid; one
+    left by a killed MPI process (tests kill some on purpose) makes a later process that
+    gets the same pid hang in MPI_Init. Removes this user's regions of processes that are
+    gone, before each test (twinstream itself removes only its own process's: see
+    mpi_runtime.cpp)."""
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        names = []
+    for n in names:
+        m = _FABRIC_REGION.match(n)
+        if not m:
+            continue
+        try:
+            if os.stat(f"/dev/shm/{n}").st_uid != os.getuid():
+                continue
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(f"/dev/shm/{n}")
+        except OSError:
+            continue
+    yield
 
 
 @pytest.fixture(params=PLANE_PARAMS)

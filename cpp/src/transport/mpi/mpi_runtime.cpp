@@ -2,11 +2,14 @@
 
 #include "transport/mpi/mpi_pairing.hpp"
 
+#include <dirent.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
+#include <string>
 
 #include "twinstream/errors.hpp"
 
@@ -15,13 +18,38 @@ namespace twinstream::mpi {
 namespace {
 std::atomic<bool> window_left_open{false};
 
+// libfabric's shm provider (MPICH's ofi module on one host) names each process's region
+// in /dev/shm after its pid: "<pid>:<n>:<n>[:<n>]". A process that ends without
+// MPI_Finalize (killed, or see note_window_left_open) leaves its region behind, and a
+// later process that gets the same pid hangs in MPI_Init_thread: measured, both programs
+// of an MPMD launch spun there for ten minutes. So this process removes the regions named
+// after its own pid: before it initializes MPI (they are stale then) and when it leaves
+// without finalizing. Regions of other pids are left alone: in another pid namespace
+// sharing /dev/shm, a process that looks dead from here may be alive.
+void remove_own_fabric_regions() {
+  DIR* dir = ::opendir("/dev/shm");
+  if (!dir) return;
+  const std::string prefix = std::to_string(::getpid()) + ":";
+  while (dirent* e = ::readdir(dir)) {
+    const std::string n = e->d_name;
+    if (n.rfind(prefix, 0) == 0 &&
+        n.find_first_not_of("0123456789:", prefix.size()) == std::string::npos) {
+      ::shm_unlink(("/" + n).c_str());
+    }
+  }
+  ::closedir(dir);
+}
+
 void finalize_at_exit() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
   int size = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (window_left_open && size == 1) return;  // see note_window_left_open
+  if (window_left_open && size == 1) {  // see note_window_left_open
+    remove_own_fabric_regions();
+    return;
+  }
   MPI_Finalize();
 }
 }  // namespace
@@ -37,6 +65,7 @@ void ensure_initialized(const std::string& stream) {
   if (!initialized) {
     // MPI_Open_port / MPI_Comm_connect need MPICH's ofi network module (see the README).
     ::setenv("MPIR_CVAR_CH4_NETMOD", "ofi", 0);
+    remove_own_fabric_regions();
     int argc = 0;
     char** argv = nullptr;
     const int rc = MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
