@@ -108,7 +108,12 @@ READER_OPTIONS = ["group", "policy", "data_plane", "timeout", "open_timeout", "h
 MAGIC = 0x31535754
 #: The control protocol version this build speaks (core/wire.hpp kProtocolVersion).
 PROTOCOL_VERSION = 3
-T_HELLO, T_WELCOME, T_ERROR, T_ACK = 1, 2, 3, 5
+T_HELLO, T_WELCOME, T_ERROR, T_ACK, T_END, T_DOORBELL = 1, 2, 3, 5, 6, 11
+# The same-host control ring (cpp/src/control/control_ring.cpp): a header page, then the
+# down (writer -> reader) and up (reader -> writer) rings of RING_CAPACITY bytes each.
+RING_MAGIC, RING_VERSION, RING_CAPACITY = 0x676E69724C544354, 1, 256 * 1024
+RING_UP_HEAD = 192  # byte offset of the up ring's write position in the header
+RING_DATA = 4096
 
 
 _FABRIC_REGION = re.compile(r"^(\d+):[\d:]+$")

@@ -4,16 +4,25 @@ reader notices anything else."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import socket
 import struct
 import time
+import uuid
 
 import numpy as np
 import pytest
 from conftest import (
     PROTOCOL_VERSION,
+    RING_CAPACITY,
+    RING_DATA,
+    RING_MAGIC,
+    RING_UP_HEAD,
+    RING_VERSION,
     T_ACK,
+    T_DOORBELL,
+    T_END,
     T_ERROR,
     T_HELLO,
     T_WELCOME,
@@ -26,6 +35,7 @@ from conftest import (
     read_contact,
     recv_frame,
     wait_closed,
+    wire_str,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -223,6 +233,46 @@ def test_joined_client_sending_junk_is_dropped(ctx, plane, junk):
 
     w, _ = stream_around(ctx, plane, join_and_break_the_protocol, queue_limit=2)
     assert "bad data" in w.stderr()
+
+
+@pytest.mark.parametrize("damage", ["impossible-position", "not-an-ack"])
+def test_joined_client_corrupting_its_control_ring_is_dropped(ctx, plane, damage):
+    """A same-host client offers a control ring, as a real reader does, then writes into
+    it what no reader writes: it is dropped, and the real reader and the writer go on."""
+
+    def join_with_a_ring_and_break_it():
+        name = f"ts-ctl-{os.getpid()}-{uuid.uuid4().hex[:16]}"
+        path = f"/dev/shm/{name}"
+        size = RING_DATA + 2 * RING_CAPACITY
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            ring = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        struct.pack_into("<QII", ring, 0, RING_MAGIC, RING_VERSION, RING_CAPACITY)
+        s = _connect(ctx)
+        host_id = read_contact(ctx.contact_path())["host_id"]
+        # Trailing hello fields: plane option, writer_ops, then the ring's name.
+        hello = hello_payload(_token(ctx), data_plane="tcp", pid=1, host_id=host_id)
+        s.sendall(frame(T_HELLO, hello + wire_str("") + wire_str("") + wire_str("/" + name)))
+        f = recv_frame(s)
+        assert f is not None and f[1] == T_WELCOME, f
+        assert f[2][-1] == 1, "the writer did not take the control ring"
+        assert not os.path.exists(path), "the writer left the ring's name behind"
+        if damage == "impossible-position":
+            struct.pack_into("<Q", ring, RING_UP_HEAD, 2**40)
+        else:
+            end = frame(T_END, b"")
+            ring[RING_DATA + RING_CAPACITY:RING_DATA + RING_CAPACITY + len(end)] = end
+            struct.pack_into("<Q", ring, RING_UP_HEAD, len(end))
+        s.sendall(frame(T_DOORBELL, b""))
+        assert wait_closed(s, 10), "the writer kept a reader that corrupted its ring"
+        ring.close()
+
+    w, _ = stream_around(ctx, plane, join_with_a_ring_and_break_it, queue_limit=2)
+    log = w.stderr()
+    assert "bad data" in log and "control ring" in log, log
 
 
 def test_silent_client_does_not_stall_the_writer(ctx, plane):

@@ -225,6 +225,11 @@ def fields_step(i: int) -> tuple[np.ndarray, np.ndarray]:
     return field, img
 
 
+def big_blob(i: int) -> str:
+    """A step attribute of the "big_attrs" scenario: 400 kB that differ per step."""
+    return f"{i}:" + "".join(chr(97 + (i + k) % 26) for k in range(26)) * 16_000
+
+
 def build_step(scenario: str, i: int) -> dict:
     """What the writer does in step ``i``: a list of ops, step attributes, and stream
     attributes to set before the step begins."""
@@ -234,6 +239,10 @@ def build_step(scenario: str, i: int) -> dict:
     if scenario == "counter":
         ops.append(("put", "x", np.full(4, i, dtype=np.int64), {}))
         attrs = {"i": i}
+    elif scenario == "big_attrs":
+        # Announcements larger than the control ring (256 KiB): they cross it in parts.
+        ops.append(("put", "x", np.full(4, i, dtype=np.int64), {}))
+        attrs = {"i": i, "blob": big_blob(i)}
     elif scenario == "rows":
         # Samples for shuffle groups: row r of step i is (i, r, 100 i + r); x comes in two
         # blocks of four rows, label in one block.
