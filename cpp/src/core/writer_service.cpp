@@ -114,6 +114,7 @@ void Writer::Impl::serve() {
       if (it == readers_.end()) continue;
       auto& p = it->second;
       read_ring(p);  // before its socket: acknowledgements there came first
+      if (p.ring && p.out_pos < p.out.size()) flush(p);  // room may have come unrung
       if (!rev) continue;
       try {
         if (rev & POLLOUT) flush(p);
