@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <random>
 
 #include "twinstream/errors.hpp"
@@ -38,23 +40,34 @@ constexpr std::size_t kDataOffset = 4096;
 constexpr std::size_t kSize = kDataOffset + 2 * ControlRing::kCapacity;
 static_assert(sizeof(std::max_align_t) <= kDataOffset);
 
+// Rings created by this process, by name: a writer in the same process maps none again.
+std::mutex registry_mu;
+std::map<std::string, std::weak_ptr<shm::SharedMemory>>& registry() {
+  static std::map<std::string, std::weak_ptr<shm::SharedMemory>> rings;
+  return rings;
+}
+
 [[noreturn]] void impossible(const char* what) {
   throw ProtocolError(std::string("control ring: the other side wrote an impossible ") + what);
 }
 }  // namespace
 
-ControlRing::ControlRing(shm::SharedMemory memory, Side side)
+ControlRing::ControlRing(std::shared_ptr<shm::SharedMemory> memory, Side side)
     : memory_(std::move(memory)), side_(side) {}
 
 ControlRing ControlRing::create() {
   std::random_device rd;
   char name[64];
   std::snprintf(name, sizeof name, "/ts-ctl-%d-%08x%08x", static_cast<int>(::getpid()), rd(), rd());
-  auto memory = shm::SharedMemory::create(name, kSize);
-  auto* layout = new (memory.data()) Layout{};
+  auto memory = std::make_shared<shm::SharedMemory>(shm::SharedMemory::create(name, kSize));
+  auto* layout = new (memory->data()) Layout{};
   layout->magic = kMagic;
   layout->version = kVersion;
   layout->capacity = static_cast<std::uint32_t>(kCapacity);
+  std::lock_guard lock(registry_mu);
+  auto& rings = registry();
+  std::erase_if(rings, [](const auto& r) { return r.second.expired(); });
+  rings[name] = memory;
   return ControlRing(std::move(memory), Side::Reader);
 }
 
@@ -64,9 +77,16 @@ ControlRing ControlRing::attach(const std::string& name) {
       name.find('/', 1) != std::string::npos) {
     throw Error("not a control ring name: '" + name + "'");
   }
-  auto memory = shm::SharedMemory::open_readwrite(name, kSize);
+  std::shared_ptr<shm::SharedMemory> memory;
+  {
+    std::lock_guard lock(registry_mu);
+    if (auto it = registry().find(name); it != registry().end()) memory = it->second.lock();
+  }
+  if (!memory) {
+    memory = std::make_shared<shm::SharedMemory>(shm::SharedMemory::open_readwrite(name, kSize));
+  }
   ::shm_unlink(name.c_str());  // mapped by both now: nothing to leave behind
-  const auto* layout = reinterpret_cast<const Layout*>(memory.data());
+  const auto* layout = reinterpret_cast<const Layout*>(memory->data());
   if (layout->magic != kMagic || layout->version != kVersion || layout->capacity != kCapacity) {
     throw Error("control ring " + name + " has another layout");
   }
@@ -74,22 +94,22 @@ ControlRing ControlRing::attach(const std::string& name) {
 }
 
 void ControlRing::unlink() {
-  if (memory_.data()) ::shm_unlink(memory_.name().c_str());
+  if (memory_ && memory_->data()) ::shm_unlink(memory_->name().c_str());
 }
 
 ControlRing::Channel& ControlRing::out() const {
-  auto* l = reinterpret_cast<Layout*>(memory_.data());
+  auto* l = reinterpret_cast<Layout*>(memory_->data());
   return side_ == Side::Writer ? l->down : l->up;
 }
 ControlRing::Channel& ControlRing::in() const {
-  auto* l = reinterpret_cast<Layout*>(memory_.data());
+  auto* l = reinterpret_cast<Layout*>(memory_->data());
   return side_ == Side::Writer ? l->up : l->down;
 }
 std::byte* ControlRing::out_data() const {
-  return memory_.data() + kDataOffset + (side_ == Side::Writer ? 0 : kCapacity);
+  return memory_->data() + kDataOffset + (side_ == Side::Writer ? 0 : kCapacity);
 }
 std::byte* ControlRing::in_data() const {
-  return memory_.data() + kDataOffset + (side_ == Side::Writer ? kCapacity : 0);
+  return memory_->data() + kDataOffset + (side_ == Side::Writer ? kCapacity : 0);
 }
 
 std::size_t ControlRing::write_some(std::span<const std::byte> bytes) {

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -47,7 +48,7 @@ class ControlRing {
   ControlRing(ControlRing&&) noexcept = default;
   ControlRing& operator=(ControlRing&&) noexcept = default;
 
-  const std::string& name() const { return memory_.name(); }
+  const std::string& name() const { return memory_->name(); }
   /// Removes the name (the reader, once the writer answered); the mapping stays.
   void unlink();
 
@@ -80,13 +81,16 @@ class ControlRing {
  private:
   struct Channel;
   struct Layout;
-  ControlRing(shm::SharedMemory memory, Side side);
+  ControlRing(std::shared_ptr<shm::SharedMemory> memory, Side side);
   Channel& out() const;
   Channel& in() const;
   std::byte* out_data() const;
   std::byte* in_data() const;
 
-  shm::SharedMemory memory_;
+  // Shared by both sides when they are one process (an inproc reader): one mapping, so
+  // that the atomics each side uses are the same addresses (what ThreadSanitizer, and
+  // the C++ memory model as written, reason about).
+  std::shared_ptr<shm::SharedMemory> memory_;
   Side side_ = Side::Reader;
   // This side's own positions, kept here: the copies in shared memory are the other
   // side's to read, never trusted back.
