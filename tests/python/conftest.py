@@ -107,7 +107,7 @@ READER_OPTIONS = ["group", "policy", "data_plane", "timeout", "open_timeout", "h
 # Wire constants (cpp/src/core/wire.hpp, messages.hpp).
 MAGIC = 0x31535754
 #: The control protocol version this build speaks (core/wire.hpp kProtocolVersion).
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 T_HELLO, T_WELCOME, T_ERROR, T_ACK, T_END, T_DOORBELL = 1, 2, 3, 5, 6, 11
 # The same-host control ring (cpp/src/control/control_ring.cpp): a header page, then the
 # down (writer -> reader) and up (reader -> writer) rings of RING_CAPACITY bytes each.

@@ -16,7 +16,7 @@
 namespace twinstream::wire {
 
 inline constexpr std::uint32_t kMagic = 0x31535754;  // "TWS1"
-inline constexpr std::uint16_t kProtocolVersion = 3;
+inline constexpr std::uint16_t kProtocolVersion = 4;  // 4: control ring (hello, welcome, doorbell)
 inline constexpr std::size_t kHeaderSize = 16;
 inline constexpr std::uint32_t kMaxFrame = 16u << 20;   // metadata frames
 inline constexpr std::size_t kMaxString = 64u << 10;    // names, messages
