@@ -156,3 +156,34 @@ def test_reader_in_the_writers_own_process_is_refused_with_the_fix(ctx):
         ctx.open_reader("mpi", open_timeout=20)
     msg = str(ei.value)
     assert ctx.name in msg and "own process" in msg and "inproc" in msg, msg
+
+
+STALE_REGION = textwrap.dedent(
+    """
+    import os, sys, twinstream as ts
+    # What a killed MPI process with this pid would have left: libfabric's shm provider
+    # names its region "<pid>:<n>:<n>" (a process that got the recycled pid hung in
+    # MPI_Init_thread on one).
+    stale = f"/dev/shm/{os.getpid()}:0:0"
+    with open(stale, "wb") as f:
+        f.write(bytes(4096))
+    inode = os.stat(stale).st_ino
+    try:
+        ts.open("nobody", "r", dir=sys.argv[1], data_plane="mpi", open_timeout=0.2)
+    except ts.TimeoutError:
+        pass  # no writer: MPI was initialized on the way, which is what is looked at
+    # Under FI_PROVIDER=shm this process's own region now has that name: a new object.
+    left = os.path.exists(stale) and (os.stat(stale).st_ino, os.stat(stale).st_size) == (inode, 4096)
+    print("STALE", left, flush=True)
+    """
+)
+
+
+def test_region_left_under_this_pid_is_removed_before_mpi_init(tmp_path, mpi_env):
+    """A process that initializes MPI through twinstream first removes libfabric shm
+    regions named after its own pid (stale by definition: MPI is not up yet)."""
+    script = tmp_path / "stale.py"
+    script.write_text(STALE_REGION)
+    p = _run([sys.executable, str(script), str(tmp_path)], mpi_env, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "STALE False" in p.stdout, p.stdout + p.stderr[-2000:]
