@@ -20,9 +20,10 @@ std::atomic<bool> window_left_open{false};
 
 // libfabric's shm provider (MPICH's ofi module on one host) names each process's region
 // in /dev/shm after its pid: "<pid>:<n>:<n>[:<n>]". A process that ends without
-// MPI_Finalize (killed, or see note_window_left_open) leaves its region behind, and a
-// later process that gets the same pid hangs in MPI_Init_thread: measured, both programs
-// of an MPMD launch spun there for ten minutes. So this process removes the regions named
+// MPI_Finalize (killed, or see note_window_left_open) leaves its region behind. Seen once
+// here: both programs of an MPMD launch spun in MPI_Init_thread for ten minutes, the
+// writer opening the reader's "<pid>:0:0:1" while a stale "<pid>:0:0" of a killed process
+// with the reader's (recycled) pid was there. So this process removes the regions named
 // after its own pid: before it initializes MPI (they are stale then) and when it leaves
 // without finalizing. Regions of other pids are left alone: in another pid namespace
 // sharing /dev/shm, a process that looks dead from here may be alive.
