@@ -1,14 +1,17 @@
 #include "control/control_ring.hpp"
 
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <random>
 
+#include "core/messages.hpp"
 #include "twinstream/errors.hpp"
 
 namespace twinstream::net {
@@ -112,10 +115,20 @@ std::byte* ControlRing::in_data() const {
   return memory_->data() + kDataOffset + (side_ == Side::Writer ? kCapacity : 0);
 }
 
-std::size_t ControlRing::write_some(std::span<const std::byte> bytes) {
-  const std::uint64_t tail = out().tail.load(std::memory_order_acquire);
+bool send_doorbell(int fd) {
+  static const auto frame = wire::encode_empty(wire::MsgType::Doorbell);
+  const ssize_t n = ::send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  return n >= 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
+std::size_t ControlRing::room(std::memory_order order) const {
+  const std::uint64_t tail = out().tail.load(order);
   if (tail > out_pos_ || out_pos_ - tail > kCapacity) impossible("read position");
-  const std::size_t n = std::min<std::size_t>(bytes.size(), kCapacity - (out_pos_ - tail));
+  return kCapacity - (out_pos_ - tail);
+}
+
+std::size_t ControlRing::write_some(std::span<const std::byte> bytes) {
+  const std::size_t n = std::min(bytes.size(), room(std::memory_order_acquire));
   if (n == 0) return 0;
   const std::size_t at = out_pos_ % kCapacity;
   const std::size_t first = std::min(n, kCapacity - at);
@@ -127,10 +140,7 @@ std::size_t ControlRing::write_some(std::span<const std::byte> bytes) {
 }
 
 bool ControlRing::write_all(std::span<const std::byte> bytes) {
-  const std::uint64_t tail = out().tail.load(std::memory_order_acquire);
-  if (tail > out_pos_ || out_pos_ - tail > kCapacity) impossible("read position");
-  if (kCapacity - (out_pos_ - tail) < bytes.size()) return false;
-  return write_some(bytes) == bytes.size();
+  return room(std::memory_order_acquire) >= bytes.size() && write_some(bytes) == bytes.size();
 }
 
 bool ControlRing::take_peer_waiting() {
@@ -145,9 +155,7 @@ bool ControlRing::peer_waiting() const {
 
 bool ControlRing::wait_for_room() {
   out().producer_waiting.store(1, std::memory_order_seq_cst);
-  const std::uint64_t tail = out().tail.load(std::memory_order_seq_cst);
-  if (tail > out_pos_ || out_pos_ - tail > kCapacity) impossible("read position");
-  if (out_pos_ - tail < kCapacity) {
+  if (room(std::memory_order_seq_cst) > 0) {
     out().producer_waiting.store(0, std::memory_order_relaxed);
     return false;
   }

@@ -32,6 +32,11 @@
 
 namespace twinstream::net {
 
+/// Sends a Doorbell frame on `fd` (the control connection beside a ring) without waiting.
+/// False only if the connection is gone: a socket too full to take it has unread bytes,
+/// which wake the other side anyway.
+bool send_doorbell(int fd);
+
 class ControlRing {
  public:
   enum class Side { Writer, Reader };
@@ -81,6 +86,8 @@ class ControlRing {
  private:
   struct Channel;
   struct Layout;
+  // Free bytes in the outgoing ring, after checking the other side's read position.
+  std::size_t room(std::memory_order order) const;
   ControlRing(std::shared_ptr<shm::SharedMemory> memory, Side side);
   Channel& out() const;
   Channel& in() const;

@@ -3,7 +3,6 @@
 #include "core/reader_source.hpp"
 
 #include <poll.h>
-#include <sys/socket.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -195,7 +194,7 @@ void ReaderSource::writer_lost(const std::string& what) const {
 
 bool ReaderSource::read_ring() {
   if (ring_->read(ctrl_in_) == 0) return false;
-  if (ring_->take_peer_wants_room()) ring_doorbell();  // a writer blocked on a full ring
+  if (ring_->take_peer_wants_room()) net::send_doorbell(ctrl_.get());  // writer on a full ring
   return true;
 }
 
@@ -213,13 +212,6 @@ void ReaderSource::read_doorbells() {
     if (ctrl_in_.frames_ready() > 0) return;
     writer_lost("closed the connection without ending the stream (it crashed or was killed)");
   }
-}
-
-void ReaderSource::ring_doorbell() {
-  // A lost doorbell is harmless: a socket too full to take one wakes the writer anyway.
-  static const auto frame = wire::encode_empty(wire::MsgType::Doorbell);
-  [[maybe_unused]] auto n = ::send(ctrl_.get(), frame.data(), frame.size(),
-                                   MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 // The next control frame, or nullopt at the deadline. Spins briefly before sleeping in
@@ -336,7 +328,9 @@ void ReaderSource::end_step() {
     // so one wake-up serves several steps (and the writer refills while that one is read).
     if (ring_->peer_waiting()) {
       read_ring();
-      if (ctrl_in_.frames_ready() <= 1 && ring_->take_peer_waiting()) ring_doorbell();
+      if (ctrl_in_.frames_ready() <= 1 && ring_->take_peer_waiting()) {
+        net::send_doorbell(ctrl_.get());  // a lost one: the writer's next look finds the ack
+      }
     }
     return;
   }

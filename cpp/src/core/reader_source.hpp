@@ -71,7 +71,6 @@ class ReaderSource {
   bool read_ring();
   // The socket beside a control ring: doorbells (dropped) and the hang-up.
   void read_doorbells();
-  void ring_doorbell();
   std::string who() const;  // "stream 'md'", "stream 'md' member 'run-07'", "... rank 2"
 
   const std::string name_;

@@ -121,14 +121,14 @@ void Writer::Impl::begin_step() {
     }
   }
   first_step_ = false;
+  read_rings();  // acknowledgements waiting in control rings may make room
   // A shuffle group whose next window is full waits for its current one to be delivered.
-  read_rings();
   if (opt_.queue_policy == QueuePolicy::Block && (queue_.full() || groups_.backlogged())) {
     const auto t0 = net::Clock::now();
     // Readers on control rings ring when they acknowledge while we wait; the rings are
     // read once more after asking, so that an acknowledgement just before is not missed.
     user_waits_ = true;
-    for (auto& [id, p] : readers_) want_acks(p, 0);
+    for (auto& [id, p] : readers_) want_acks(p);
     read_rings();
     cv_.wait(lock, [&] { return (!queue_.full() && !groups_.backlogged()) || stop_; });
     user_waits_ = false;
@@ -547,21 +547,14 @@ void Writer::Impl::flush_ring(Peer& p) {
     p.dead_reason = std::string("corrupted its control ring (") + e.what() + ")";
     return;
   }
-  if (wrote && p.ring->take_peer_waiting()) ring_doorbell(p);
+  if (wrote && p.ring->take_peer_waiting() && !net::send_doorbell(p.fd.get())) {
+    p.dead = true;
+    p.dead_reason = "connection lost";
+  }
   if (p.out_pos == p.out.size()) {
     p.out.clear();
     p.out_pos = 0;
     cv_.notify_all();  // close() waits for END to leave
-  }
-}
-
-void Writer::Impl::ring_doorbell(Peer& p) {
-  static const auto frame = wire::encode_empty(wire::MsgType::Doorbell);
-  const ssize_t n = ::send(p.fd.get(), frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  // A socket too full to take it has unread bytes: the reader wakes anyway.
-  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-    p.dead = true;
-    p.dead_reason = "connection lost";
   }
 }
 
@@ -586,9 +579,18 @@ void Writer::Impl::read_rings() {
   for (auto& [id, p] : readers_) read_ring(p);
 }
 
-void Writer::Impl::want_acks(Peer& p, std::uint32_t credit) {
+void Writer::Impl::want_acks(Peer& p) {
   if (!p.ring) return;
-  p.ring->want_doorbell(!p.held.empty() && (p.held.size() >= credit || closing_ || user_waits_));
+  p.ring->want_doorbell(!p.held.empty() &&
+                        (p.held.size() >= credit(p) || closing_ || user_waits_));
+}
+
+std::uint32_t Writer::Impl::credit(const Peer& p) const {
+  // Under the drop policies a reader holds one step at a time: a step handed out can no
+  // longer be dropped, and prefetched steps would turn drop_oldest into drop_newest for a
+  // slow reader. A `latest` reader too: a prefetched step would be stale by the time it
+  // is read.
+  return opt_.queue_policy == QueuePolicy::Block && !p.latest ? p.prefetch : std::uint32_t{1};
 }
 
 wire::StepMeta Writer::Impl::announcement(Peer& p, const QueuedStep& s) {
@@ -655,16 +657,12 @@ void Writer::Impl::announce_common(Peer& p, wire::StepMeta& m, const QueuedStep&
 
 void Writer::Impl::pump(Peer& p) {
   if (p.dead) return;
-  // Hand steps ahead of the reader's end_step (up to its prefetch), so that the next
-  // announcement is already there when it asks. Under the drop policies a reader holds
-  // one step at a time: a step handed out can no longer be dropped, and prefetched steps
-  // would turn drop_oldest into drop_newest for a slow reader.
-  // A `latest` reader too: a prefetched step would be stale by the time it is read.
-  const std::uint32_t credit =
-      opt_.queue_policy == QueuePolicy::Block && !p.latest ? p.prefetch : std::uint32_t{1};
+  // Hand steps ahead of the reader's end_step (up to its credit), so that the next
+  // announcement is already there when it asks.
+  const std::uint32_t may_hold = credit(p);
   auto* group = groups_.group(p.group);
   Shuffler* shuffler = group ? group->shuffler.get() : nullptr;
-  while (p.held.size() < credit) {
+  while (p.held.size() < may_hold) {
     if (shuffler) {
       const auto* b = shuffler->next_for(p.id);
       if (!b) break;
@@ -684,7 +682,7 @@ void Writer::Impl::pump(Peer& p) {
     send(p, wire::encode(announcement(p, *s)));
   }
   planes_->steps_held(p.id, p.held.size());
-  want_acks(p, credit);
+  want_acks(p);
   // The end of the stream waits for what may still come to this member: under a policy
   // that re-delivers, a step another member holds comes here if that member dies.
   bool owes = false;

@@ -158,10 +158,11 @@ class Writer::Impl final : public transport::StepAccess {
   void read_ring(Peer& p);
   void read_rings();
   void flush_ring(Peer& p);
-  void ring_doorbell(Peer& p);
   // Whether `p` should ring when it acknowledges: the writer waits on its acknowledgements
   // (it holds all it may, the user's thread waits for room, or the stream is closing).
-  void want_acks(Peer& p, std::uint32_t credit);
+  void want_acks(Peer& p);
+  // Steps `p` may hold at once (handed ahead of its end_step).
+  std::uint32_t credit(const Peer& p) const;
   void pump(Peer& p);
   void pump_all();
   wire::StepMeta announcement(Peer& p, const QueuedStep& s);
