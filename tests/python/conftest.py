@@ -73,6 +73,25 @@ MPIEXEC = Path(sys.executable).parent / "mpiexec"
 if AVAILABLE.get("mpi") and MPIEXEC.exists():
     PLANE_PARAMS.append(pytest.param(("mpi", None), id="mpi"))
 
+# MPICH settings the mpiexec launches run under: its defaults, and the README's one-node
+# RMA ones (RMA through libfabric's shm provider, single copy).
+MPI_SETTINGS = {
+    "mpich-defaults": {},
+    "one-node-rma": {"MPIR_CVAR_NOLOCAL": "1", "FI_PROVIDER": "shm"},
+}
+
+
+@pytest.fixture(params=sorted(MPI_SETTINGS))
+def mpi_env(request) -> dict:
+    """Environment for an mpiexec launch under each of MPI_SETTINGS."""
+    env = dict(os.environ)
+    env["PATH"] = f"{MPIEXEC.parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MPIR_CVAR_CH4_NETMOD"] = "ofi"  # MPI_Open_port / MPI_Comm_connect need it
+    for k in ("TWINSTREAM_LOG", "MPIR_CVAR_NOLOCAL", "FI_PROVIDER"):
+        env.pop(k, None)
+    env.update(MPI_SETTINGS[request.param])
+    return env
+
 
 def pytest_collection_modifyitems(config, items):
     items[:] = [

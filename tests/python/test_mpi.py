@@ -20,12 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AVAILABLE, ts
+from conftest import AVAILABLE, MPIEXEC, ts
 
 pytestmark = pytest.mark.skipif(not AVAILABLE.get("mpi"), reason="mpi plane not built")
 
-BIN = Path(sys.executable).parent
-MPIEXEC = BIN / "mpiexec"
 
 WRITER = textwrap.dedent(
     """
@@ -62,24 +60,6 @@ READER = textwrap.dedent(
         f.write(f"{n} {r.stats()['data_plane']}")
     """
 )
-
-
-# MPICH settings the tests run under: its defaults, and the README's one-node RMA ones.
-MPI_SETTINGS = {
-    "mpich-defaults": {},
-    "one-node-rma": {"MPIR_CVAR_NOLOCAL": "1", "FI_PROVIDER": "shm"},
-}
-
-
-@pytest.fixture(params=sorted(MPI_SETTINGS))
-def mpi_env(request) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["MPIR_CVAR_CH4_NETMOD"] = "ofi"  # MPI_Open_port / MPI_Comm_connect need it
-    for k in ("TWINSTREAM_LOG", "MPIR_CVAR_NOLOCAL", "FI_PROVIDER"):
-        env.pop(k, None)
-    env.update(MPI_SETTINGS[request.param])
-    return env
 
 
 def _scripts(tmp_path: Path) -> tuple[str, str]:

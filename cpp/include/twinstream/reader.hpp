@@ -53,6 +53,8 @@ struct ReaderStats {
   std::string data_plane_detail;   ///< what the plane chose (fabric: "provider tcp")
   std::string data_plane_fallback; ///< why an `auto` choice fell back; empty if it did not
   std::string control;             ///< control path: ring (shared memory) or socket
+  std::uint64_t preload_bytes = 0;         ///< bytes served from steps read ahead (preload)
+  std::uint64_t preload_unused_bytes = 0;  ///< bytes read ahead that no read asked for
   // Reader-side pre-processing (pipelines the writer placed on readers, and those a
   // reader asks for): time its operators took, and the reader cache (cache=on).
   double ops_seconds = 0;          ///< all steps

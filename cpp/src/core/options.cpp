@@ -185,8 +185,8 @@ std::vector<std::string> split_names(const std::string& v) {
   return out;
 }
 
-const std::array<OptionRow<ReaderOptions>, 20>& reader_rows() {
-  static const std::array<OptionRow<ReaderOptions>, 20> rows{{
+const std::array<OptionRow<ReaderOptions>, 21>& reader_rows() {
+  static const std::array<OptionRow<ReaderOptions>, 21> rows{{
       {{"group", "", "str",
         "Reader group to join; members share a delivery policy (default: a group of its own)."},
        [](ReaderOptions& o, const std::string& v) { o.group = v; }},
@@ -210,6 +210,13 @@ const std::array<OptionRow<ReaderOptions>, 20>& reader_rows() {
         "socket (always the TCP connection)."},
        [](ReaderOptions& o, const std::string& v) {
          o.control = one_of("control", v, {"auto", "socket"});
+       }},
+      {{"preload", "auto", "str",
+        "Read the next announced step ahead while this one is read, on the data planes whose "
+        "reads run in the background (mpi): the pieces this step read, into memory of the "
+        "reader's own. auto (steps of up to 8 MiB of pieces), on (any size) or off."},
+       [](ReaderOptions& o, const std::string& v) {
+         o.preload = one_of("preload", v, {"auto", "on", "off"});
        }},
       {{"timeout", "60", "float",
         "Seconds to wait for each step when iterating (and to open, unless open_timeout)."},

@@ -23,6 +23,8 @@ void add_counters(ReaderStats& into, const ReaderStats& s) {
   into.dropped += s.dropped;
   into.redelivered += s.redelivered;
   into.bytes += s.bytes;
+  into.preload_bytes += s.preload_bytes;
+  into.preload_unused_bytes += s.preload_unused_bytes;
 }
 }  // namespace
 

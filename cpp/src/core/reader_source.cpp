@@ -160,6 +160,9 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
   transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout, choice,
                                ctrl_.get()};
   plane_ = transport::find(welcome_.data_plane).make_reader(ctx);
+  if (opt_.preload != "off" && plane_->reads_in_background()) {
+    ahead_ = std::make_unique<ReadAhead>(*plane_, opt_.preload == "on" ? UINT64_MAX : kPreloadAutoLimit);
+  }
   stats_.data_plane = welcome_.data_plane;
   stats_.data_plane_detail = choice.detail;
   stats_.data_plane_fallback = choice.fallback;
@@ -264,7 +267,12 @@ StepStatus ReaderSource::begin_step(net::Deadline deadline) {
   const auto silence = std::chrono::duration_cast<net::Clock::duration>(
       std::chrono::duration<double>(opt_.heartbeat_timeout));
   while (true) {
-    auto f = next_frame(deadline, silence);
+    std::optional<net::Frame> f;
+    if (peeked_) {
+      f.swap(peeked_);
+    } else {
+      f = next_frame(deadline, silence);
+    }
     if (!f) return StepStatus::NotReady;
     last_heard_ = net::Clock::now();
     switch (f->header.type) {
@@ -279,8 +287,11 @@ StepStatus ReaderSource::begin_step(net::Deadline deadline) {
         throw ProtocolError(who() + ": writer at " + peer_ + " sent an unexpected " +
                             std::string(wire::msg_type_name(f->header.type)));
     }
-    step_ = wire::decode_step(f->payload);
-    try {
+    if (next_) {
+      step_ = std::move(*next_);  // decoded and given to the plane by peek_next
+      next_.reset();
+    } else try {
+      step_ = wire::decode_step(f->payload);
       plane_->on_step(step_);
     } catch (const Unavailable&) {
       // Step memory that was announced but is gone: the writer gave up on this reader
@@ -302,6 +313,7 @@ StepStatus ReaderSource::begin_step(net::Deadline deadline) {
     stats_.dropped = step_.dropped;
     stats_.steps++;
     if (step_.flags & wire::kRedelivered) stats_.redelivered++;
+    if (ahead_) ahead_->begin_step(step_.index);
     in_step_ = true;
     return StepStatus::Ok;
   }
@@ -315,20 +327,55 @@ std::shared_ptr<const std::byte> ReaderSource::view(std::uint32_t segment,
 
 void ReaderSource::pull(std::span<const transport::Copy> copies) {
   if (!in_step_) throw InvalidArgument(who() + ": read outside a step");
-  if (!copies.empty()) plane_->read(step_.index, copies);
+  if (copies.empty()) return;
+  if (!ahead_) {
+    plane_->read(step_.index, copies);
+    return;
+  }
+  ahead_->read(step_, copies, ahead_->wants_next() ? peek_next() : nullptr);
+  stats_.preload_bytes = ahead_->served_bytes();
+}
+
+const wire::StepMeta* ReaderSource::peek_next() {
+  if (next_) return &*next_;
+  if (!peeked_) {
+    // What has arrived, without waiting: the ring's bytes, or the socket's.
+    if (ring_) {
+      read_ring();
+    } else {
+      ctrl_in_.fill(ctrl_.get());  // a hang-up is begin_step's to report
+    }
+    while (auto f = ctrl_in_.next()) {
+      last_heard_ = net::Clock::now();
+      if (f->header.type == wire::MsgType::Heartbeat) continue;
+      peeked_ = std::move(f);
+      break;
+    }
+  }
+  if (!peeked_ || peeked_->header.type != wire::MsgType::Announce) return nullptr;
+  auto next = wire::decode_step(peeked_->payload);
+  plane_->on_step(next);  // the held step's segments stay: the writer keeps them until its ack
+  next_ = std::move(next);
+  return &*next_;
 }
 
 void ReaderSource::end_step() {
   if (!in_step_) throw InvalidArgument(who() + ": end_step without begin_step");
   in_step_ = false;
+  if (ahead_) {
+    ahead_->end_step();
+    stats_.preload_unused_bytes = ahead_->unused_bytes();
+  }
   const auto ack = wire::encode(wire::Ack{step_.index});
   if (ring_ && ring_->write_all(ack)) {
-    // The writer asks to be rung when it waits for acknowledgements. While another step
-    // is already here it can wait: it is rung when this reader is down to its last one,
-    // so one wake-up serves several steps (and the writer refills while that one is read).
+    // The writer asks to be rung when it waits for acknowledgements. While more steps are
+    // already here it can wait: it is rung when this reader is down to half of what it
+    // may be handed ahead (prefetch), so one wake-up serves several steps and the writer
+    // refills while the rest are read.
     if (ring_->peer_waiting()) {
       read_ring();
-      if (ctrl_in_.frames_ready() <= 1 && ring_->take_peer_waiting()) {
+      const std::size_t here = ctrl_in_.frames_ready() + (peeked_ ? 1 : 0);
+      if (here <= std::max<std::size_t>(1, opt_.prefetch / 2) && ring_->take_peer_waiting()) {
         net::send_doorbell(ctrl_.get());  // a lost one: the writer's next look finds the ack
       }
     }
@@ -348,7 +395,8 @@ void ReaderSource::close() {
   if (ctrl_.valid()) {
     net::send_all(ctrl_.get(), wire::encode_empty(wire::MsgType::Bye), net::deadline_after(0.5));
   }
-  plane_.reset();
+  plane_.reset();   // lands or abandons the reads under way, some into ahead_'s buffers
+  ahead_.reset();
   ctrl_.reset();
 }
 

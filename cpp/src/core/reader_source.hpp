@@ -12,6 +12,7 @@
 #include "control/control_ring.hpp"
 #include "core/buffer_pool.hpp"
 #include "core/contact.hpp"
+#include "core/read_ahead.hpp"
 #include "transport/transport.hpp"
 #include "twinstream/reader.hpp"
 
@@ -44,7 +45,9 @@ class ReaderSource {
   /// already buffered from it or waiting in the control ring. A begin_step that returned
   /// NotReady left the ring asking for a doorbell, so polling fd() wakes on a new frame.
   int fd() const { return ctrl_.get(); }
-  bool buffered() const { return ctrl_in_.buffered() > 0 || (ring_ && ring_->readable()); }
+  bool buffered() const {
+    return peeked_ || ctrl_in_.buffered() > 0 || (ring_ && ring_->readable());
+  }
   bool in_step() const { return in_step_; }
   bool ended() const { return ended_; }
 
@@ -71,6 +74,9 @@ class ReaderSource {
   bool read_ring();
   // The socket beside a control ring: doorbells (dropped) and the hang-up.
   void read_doorbells();
+  // The step announced after the held one, if its announcement is already here (without
+  // waiting): decoded, and made known to the plane, for reading it ahead.
+  const wire::StepMeta* peek_next();
   std::string who() const;  // "stream 'md'", "stream 'md' member 'run-07'", "... rank 2"
 
   const std::string name_;
@@ -94,6 +100,9 @@ class ReaderSource {
   net::FrameAssembler doorbells_;         // the socket's bytes while a ring is in use
   wire::Welcome welcome_;
   std::unique_ptr<transport::DataPlaneReader> plane_;
+  std::unique_ptr<ReadAhead> ahead_;     // preload, on planes that read in the background
+  std::optional<net::Frame> peeked_;     // the frame after the held step, taken early
+  std::optional<wire::StepMeta> next_;   // peeked_ decoded, when it announces a step
   net::Clock::time_point last_heard_;
   bool ended_ = false;
   bool closed_ = false;

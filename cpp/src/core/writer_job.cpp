@@ -335,6 +335,8 @@ ReaderStats WriterJob::stats() const {
   for (std::size_t i = 1; i < ranks_.size(); ++i) {
     out.dropped = std::max(out.dropped, ranks_[i]->stats().dropped);
     if (ranks_[i]->stats().control != out.control) out.control = "mixed";
+    out.preload_bytes += ranks_[i]->stats().preload_bytes;
+    out.preload_unused_bytes += ranks_[i]->stats().preload_unused_bytes;
   }
   out.steps = steps_;
   out.dropped += skipped_;

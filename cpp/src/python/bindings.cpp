@@ -355,6 +355,8 @@ PYBIND11_MODULE(_core, m) {
         d["data_plane_detail"] = s.data_plane_detail;
         d["data_plane_fallback"] = s.data_plane_fallback;
         d["control"] = s.control;
+        d["preload_bytes"] = s.preload_bytes;
+        d["preload_unused_bytes"] = s.preload_unused_bytes;
         d["ops_seconds"] = s.ops_seconds;
         d["ops_last_seconds"] = s.ops_last_seconds;
         d["ops_steps"] = s.ops_steps;

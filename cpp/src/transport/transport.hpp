@@ -52,6 +52,17 @@ class DataPlaneReader {
                                                 std::uint64_t length) = 0;
   /// Copies the pieces of held step `step` to their destinations.
   virtual void read(std::uint64_t step, std::span<const Copy> copies) = 0;
+  /// Whether reads can run in the background (start_read returns before the bytes land):
+  /// the reader then reads the next announced step ahead (core/read_ahead.hpp).
+  virtual bool reads_in_background() const { return false; }
+  /// Starts copying pieces of `step`, held or announced and not yet acknowledged; they
+  /// have landed once finish_read(ticket) returns, which must happen before that step's
+  /// acknowledgement. Planes without background reads copy here and return 0.
+  virtual std::uint64_t start_read(std::uint64_t step, std::span<const Copy> copies) {
+    read(step, copies);
+    return 0;
+  }
+  virtual void finish_read(std::uint64_t /*ticket*/) {}
   /// Called once the writer's end of stream has arrived (no step is held, none will come):
   /// a plane releases here what it holds together with the writer, while the writer still
   /// waits for it (the mpi plane's window).

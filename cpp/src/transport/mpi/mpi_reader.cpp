@@ -67,14 +67,23 @@ class MpiReader final : public DataPlaneReader {
     return nullptr;
   }
 
-  void read(std::uint64_t, std::span<const Copy> copies) override {
+  void read(std::uint64_t step, std::span<const Copy> copies) override {
+    finish_read(start_read(step, copies));
+  }
+
+  // Every Rget completes on its own (the writer's progress agent serves it): a read of the
+  // next step can be under way while this thread does other work.
+  bool reads_in_background() const override { return true; }
+
+  std::uint64_t start_read(std::uint64_t, std::span<const Copy> copies) override {
     if (!healthy_) {
       throw ConnectionError("stream '" + stream_ + "': an earlier mpi read failed; reopen the reader");
     }
     if (released_) {
       throw ProtocolError("stream '" + stream_ + "': mpi read after the end of the stream");
     }
-    requests_.clear();
+    const auto ticket = ++last_ticket_;
+    auto& requests = pending_[ticket];
     for (const auto& c : copies) {
       auto it = remote_.find(c.segment);
       if (it == remote_.end()) {
@@ -88,10 +97,17 @@ class MpiReader final : public DataPlaneReader {
                        static_cast<MPI_Aint>(it->second.address + c.offset + done),
                        static_cast<int>(n), MPI_BYTE, win_, &req),
               "MPI_Rget");
-        requests_.push_back(req);
+        requests.push_back(req);
         done += n;
       }
     }
+    return ticket;
+  }
+
+  void finish_read(std::uint64_t ticket) override {
+    auto it = pending_.find(ticket);
+    if (it == pending_.end()) return;
+    auto& requests = it->second;
     // MPI_Waitall cannot be bounded: test, and give up when the writer's control
     // connection closes or the deadline passes.
     const auto deadline = net::deadline_after(timeout_);
@@ -101,10 +117,13 @@ class MpiReader final : public DataPlaneReader {
       // progress engine, which moves the read along (a poll and a yield per call halve it).
       for (int i = 0; i < 64; ++i) {
         int done = 0;
-        check(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done,
+        check(MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done,
                           MPI_STATUSES_IGNORE),
               "MPI_Testall");
-        if (done) return;
+        if (done) {
+          pending_.erase(it);
+          return;
+        }
       }
       const auto now = net::Clock::now();
       if (now < spin_until) continue;
@@ -124,6 +143,14 @@ class MpiReader final : public DataPlaneReader {
   // writer may be gone, and everything is left as it is.
   void release() {
     if (released_ || win_ == MPI_WIN_NULL) return;
+    // Reads still under way (a step read ahead, then not taken) land first.
+    while (healthy_ && !pending_.empty()) {
+      try {
+        finish_read(pending_.begin()->first);
+      } catch (const Error&) {
+        // healthy_ is false now: the window stays as it is
+      }
+    }
     released_ = true;
     if (!healthy_) {
       mpi::note_window_left_open();
@@ -175,7 +202,8 @@ class MpiReader final : public DataPlaneReader {
   bool healthy_ = true;
   bool released_ = false;
   std::map<std::uint32_t, wire::RemoteSegment> remote_;
-  std::vector<MPI_Request> requests_;
+  std::map<std::uint64_t, std::vector<MPI_Request>> pending_;  // reads started, by ticket
+  std::uint64_t last_ticket_ = 0;
 };
 
 PlaneChoice resolve(const std::string& stream, const ReaderOptions&) {

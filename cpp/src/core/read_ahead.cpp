@@ -1,0 +1,153 @@
+#include "core/read_ahead.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <tuple>
+
+#include "core/page_memory.hpp"
+
+namespace twinstream {
+
+ReadAhead::ReadAhead(transport::DataPlaneReader& plane, std::uint64_t limit)
+    : plane_(plane), limit_(limit) {}
+
+// The plane has finished or abandoned every read into these buffers before this runs: the
+// reader destroys its plane first (ReaderSource::close).
+ReadAhead::~ReadAhead() {
+  if (held_.buffer) free_pages(held_.buffer);
+  if (next_.buffer) free_pages(next_.buffer);
+}
+
+bool ReadAhead::wants_next() const { return !tried_ && !next_.active; }
+
+void ReadAhead::learn(const wire::StepMeta& held, std::span<const transport::Copy> copies) {
+  if (blocks_of_ != held.index) {
+    blocks_.clear();
+    for (std::uint32_t v = 0; v < held.variables.size(); ++v) {
+      const auto& blocks = held.variables[v].blocks;
+      for (std::uint32_t b = 0; b < blocks.size(); ++b) {
+        const auto& m = blocks[b];
+        if (m.nbytes > 0) blocks_.push_back({m.segment, m.offset, m.offset + m.nbytes, v, b});
+      }
+    }
+    std::sort(blocks_.begin(), blocks_.end(), [](const Located& a, const Located& b) {
+      return std::tie(a.segment, a.begin) < std::tie(b.segment, b.begin);
+    });
+    blocks_of_ = held.index;
+  }
+  for (const auto& c : copies) {
+    // The last block starting at or before the piece.
+    auto it = std::upper_bound(blocks_.begin(), blocks_.end(), c, [](const auto& c, const Located& l) {
+      return std::tie(c.segment, c.offset) < std::tie(l.segment, l.begin);
+    });
+    if (it == blocks_.begin()) continue;
+    --it;
+    if (it->segment != c.segment || c.offset + c.length > it->end) continue;  // not a block's
+    const auto& var = held.variables[it->variable];
+    learned_.insert({var.name, it->block, it->end - it->begin, c.offset - it->begin, c.length});
+  }
+}
+
+void ReadAhead::start(const wire::StepMeta& next) {
+  const auto& pattern = learned_before_.empty() ? learned_ : learned_before_;
+  std::map<std::string_view, const wire::VariableMeta*> vars;
+  for (const auto& v : next.variables) vars.emplace(v.name, &v);
+  // Lay the pieces out 64 bytes apart, as the places they are copied to often are.
+  std::vector<transport::Copy> copies;
+  std::uint64_t total = 0;
+  for (const auto& p : pattern) {
+    auto v = vars.find(p.variable);
+    if (v == vars.end() || p.block >= v->second->blocks.size()) continue;
+    const auto& m = v->second->blocks[p.block];
+    if (m.nbytes != p.block_bytes) continue;  // another shape: read it when asked
+    copies.push_back({m.segment, m.offset + p.offset, reinterpret_cast<std::byte*>(total), p.length});
+    total += (p.length + 63) / 64 * 64;
+  }
+  if (copies.empty() || total > limit_) return;
+  if (next_.capacity < total) {
+    if (next_.buffer) free_pages(next_.buffer);
+    next_.buffer = nullptr;
+    next_.capacity = 0;
+    next_.buffer = allocate_pages(total);
+    next_.capacity = total;
+  }
+  next_.pieces.clear();
+  next_.bytes = next_.used = 0;
+  for (auto& c : copies) {
+    const auto at = reinterpret_cast<std::uint64_t>(c.dst);
+    c.dst = next_.buffer + at;
+    next_.pieces.emplace(Where{c.segment, c.offset, c.length}, at);
+    next_.bytes += c.length;
+  }
+  next_.ticket = plane_.start_read(next.index, copies);
+  next_.step = next.index;
+  next_.landed = false;
+  next_.active = true;
+}
+
+void ReadAhead::read(const wire::StepMeta& held, std::span<const transport::Copy> copies,
+                     const wire::StepMeta* next) {
+  learn(held, copies);
+  if (next && wants_next()) {
+    tried_ = true;
+    start(*next);
+  }
+  struct Served {
+    const std::byte* from;
+    std::byte* to;
+    std::uint64_t length;
+  };
+  std::vector<Served> served;
+  std::vector<transport::Copy> rest;
+  for (const auto& c : copies) {
+    auto it = held_.active ? held_.pieces.find(Where{c.segment, c.offset, c.length})
+                           : held_.pieces.end();
+    if (it != held_.pieces.end()) {
+      served.push_back({held_.buffer + it->second, c.dst, c.length});
+    } else {
+      rest.push_back(c);
+    }
+  }
+  const auto ticket = rest.empty() ? 0 : plane_.start_read(held.index, rest);
+  if (!served.empty()) {
+    land(held_);
+    for (const auto& s : served) std::memcpy(s.to, s.from, s.length);
+    for (const auto& s : served) held_.used += s.length;
+    for (const auto& s : served) served_ += s.length;
+  }
+  if (!rest.empty()) plane_.finish_read(ticket);
+}
+
+void ReadAhead::land(Batch& b) {
+  if (b.landed) return;
+  plane_.finish_read(b.ticket);
+  b.landed = true;
+}
+
+void ReadAhead::retire(Batch& b) {
+  if (!b.active) return;
+  land(b);
+  // A piece served twice counts once as used.
+  unused_ += b.bytes - std::min(b.used, b.bytes);
+  b.active = false;
+  b.pieces.clear();
+}
+
+void ReadAhead::begin_step(std::uint64_t index) {
+  retire(held_);
+  if (next_.active && next_.step == index) {
+    std::swap(held_, next_);
+  } else {
+    retire(next_);
+  }
+  tried_ = false;
+}
+
+void ReadAhead::end_step() {
+  retire(held_);
+  learned_before_ = std::move(learned_);
+  learned_.clear();
+}
+
+}  // namespace twinstream

@@ -1,0 +1,115 @@
+#pragma once
+// Reading the next step ahead (option preload; ADIOS2's SST calls it PreloadMode) on the
+// planes whose reads run in the background (mpi). While the reader works on step N, the
+// pieces it read of step N-1 are read of step N+1, announced but not yet begun, into
+// buffers of its own. A read of step N+1 that asks for those pieces is then served from
+// memory with one memcpy, and the transfer has overlapped the reader's other work (its
+// loop, the acknowledgement, the next announcement) instead of following it. Pieces
+// nobody asks for are counted as unused; the next step reads ahead what this one read.
+// A piece is remembered by where it lies in its block (variable, block number, offset),
+// so it carries over to a step whose block has the same size.
+// Used by one thread (the reader's).
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "core/messages.hpp"
+#include "transport/transport.hpp"
+
+namespace twinstream {
+
+/// preload="auto" reads a step ahead up to this many bytes (measured: bench/mpi_bench.py).
+constexpr std::uint64_t kPreloadAutoLimit = std::uint64_t{8} << 20;
+
+class ReadAhead {
+ public:
+  /// `limit`: the most bytes read ahead for one step; a step whose pieces are larger is
+  /// read on demand.
+  ReadAhead(transport::DataPlaneReader& plane, std::uint64_t limit);
+  ~ReadAhead();
+  ReadAhead(const ReadAhead&) = delete;
+  ReadAhead& operator=(const ReadAhead&) = delete;
+
+  /// Whether the next announced step should be handed to read(): nothing is read ahead of
+  /// it yet (once per held step).
+  bool wants_next() const;
+  /// Reads `copies` of the held step `held`: the pieces read ahead from memory, the others
+  /// through the plane. With `next` (the step announced after it), starts reading that one
+  /// ahead first, so the plane is busy with it while this thread copies.
+  void read(const wire::StepMeta& held, std::span<const transport::Copy> copies,
+            const wire::StepMeta* next);
+  /// A step begins: what was read ahead for it becomes the held step's.
+  void begin_step(std::uint64_t index);
+  /// The held step ends: its reads still under way land first (the writer may reuse its
+  /// memory once it is acknowledged).
+  void end_step();
+
+  std::uint64_t served_bytes() const { return served_; }
+  std::uint64_t unused_bytes() const { return unused_; }
+
+ private:
+  // Where a piece lies in its step, independent of the step's memory.
+  struct Piece {
+    std::string variable;
+    std::uint32_t block = 0;
+    std::uint64_t block_bytes = 0;  // the block's size, which the next step's must match
+    std::uint64_t offset = 0;       // in the block
+    std::uint64_t length = 0;
+    auto key() const { return std::tie(variable, block, offset, length); }
+    bool operator<(const Piece& o) const { return key() < o.key(); }
+  };
+  struct Where {
+    std::uint32_t segment;
+    std::uint64_t offset;
+    std::uint64_t length;
+    bool operator==(const Where&) const = default;
+  };
+  struct WhereHash {
+    std::size_t operator()(const Where& w) const {
+      return std::hash<std::uint64_t>()(w.offset * 31 + w.segment) ^ (w.length << 1);
+    }
+  };
+  // One step's reads ahead: into `buffer`, served by exact (segment, offset, length).
+  struct Batch {
+    bool active = false;
+    std::uint64_t step = 0;
+    std::uint64_t ticket = 0;
+    bool landed = false;
+    std::byte* buffer = nullptr;
+    std::uint64_t capacity = 0;
+    std::unordered_map<Where, std::uint64_t, WhereHash> pieces;  // -> offset in buffer
+    std::uint64_t bytes = 0;
+    std::uint64_t used = 0;
+  };
+  void learn(const wire::StepMeta& held, std::span<const transport::Copy> copies);
+  void start(const wire::StepMeta& next);
+  void land(Batch& b);
+  void retire(Batch& b);
+
+  transport::DataPlaneReader& plane_;
+  const std::uint64_t limit_;
+  Batch held_;
+  Batch next_;
+  std::set<Piece> learned_before_;  // what the step before the held one read
+  std::set<Piece> learned_;         // what the held step has read so far
+  bool tried_ = false;              // read ahead of the step after the held one, or tried
+  // The held step's blocks by place in memory, to name the pieces it reads.
+  struct Located {
+    std::uint32_t segment;
+    std::uint64_t begin;
+    std::uint64_t end;
+    std::uint32_t variable;
+    std::uint32_t block;
+  };
+  std::vector<Located> blocks_;
+  std::uint64_t blocks_of_ = UINT64_MAX;  // the step blocks_ is for
+  std::uint64_t served_ = 0;
+  std::uint64_t unused_ = 0;
+};
+
+}  // namespace twinstream
