@@ -24,28 +24,34 @@ STEPS = 12
 # one) fails the reader's check.
 WRITER = textwrap.dedent(
     """
-    import sys, numpy as np, twinstream as ts
+    import os, sys, numpy as np, twinstream as ts
     d, steps = sys.argv[1], int(sys.argv[2])
+    # Every step queued and announced (the reader's prefetch is as deep) before the reader
+    # reads one: what is read ahead then does not depend on timing.
     with ts.open("pre", "w", dir=d, min_readers=1, open_timeout=30, close_timeout=30,
-                 queue_limit=3) as w:
+                 queue_limit=steps) as w:
         for i in range(steps):
             with w.step() as s:
                 s.put("x", np.arange(50_000, dtype=np.float64) + 1e6 * i)
                 s.put("g", np.arange(128 * 96, dtype=np.float32).reshape(128, 96) + 1e5 * i)
                 # joined: this rank's block changes length with the step
                 s.put("j", np.full(1000 + 37 * (i % 3), i, np.int32), joined=True)
+        open(os.path.join(d, "written"), "w").close()
     """
 )
 
 READER = textwrap.dedent(
     """
-    import json, os, sys, numpy as np, twinstream as ts
+    import json, os, sys, time, numpy as np, twinstream as ts
     d, mode, preload = sys.argv[1], sys.argv[2], sys.argv[3]
     g_all = np.arange(128 * 96, dtype=np.float32).reshape(128, 96)
     out = ts.empty((20, 30), np.float32)
     n = 0
-    with ts.open("pre", "r", dir=d, data_plane="mpi", timeout=30, prefetch=3,
+    with ts.open("pre", "r", dir=d, data_plane="mpi", timeout=30, prefetch=int(sys.argv[4]),
                  preload=preload) as r:
+        until = time.monotonic() + 30
+        while not os.path.exists(os.path.join(d, "written")) and time.monotonic() < until:
+            time.sleep(0.01)
         for step in r:
             i = step.index
             if mode == "skip" and i % 3 == 1:
@@ -75,23 +81,24 @@ def _launch(tmp_path, env, mode: str, preload: str = "auto") -> dict:
     (tmp_path / "r.py").write_text(READER)
     d = str(tmp_path)
     cmd = [str(MPIEXEC), "-n", "1", sys.executable, str(tmp_path / "w.py"), d, str(STEPS), ":",
-           "-n", "1", sys.executable, str(tmp_path / "r.py"), d, mode, preload]
+           "-n", "1", sys.executable, str(tmp_path / "r.py"), d, mode, preload, str(STEPS)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     return json.loads((tmp_path / "reader.json").read_text())
 
 
 # Bytes one step's reads take: the tile of g and the slice of x.
-STEP_BYTES = 20 * 30 * 4 + 40_000 * 8
+TILE_BYTES = 20 * 30 * 4
+STEP_BYTES = TILE_BYTES + 40_000 * 8
 
 
 def test_the_same_selection_each_step_is_served_from_the_step_read_ahead(tmp_path, mpi_env):
     got = _launch(tmp_path, mpi_env, "same")
     assert got["steps"] == STEPS and got["plane"] == "mpi"
-    # The first step is read on demand (nothing learned yet); the second is read ahead
-    # while the first is read (what the first has read so far), and so on. Whether a step
-    # is read ahead depends on its announcement being there in time, so: most of them.
-    assert got["preload"] >= (STEPS // 2) * STEP_BYTES, got
+    # The first step is read on demand (nothing learned yet). Its first read (the tile)
+    # starts reading the second step ahead with what it knows so far, the tile; from the
+    # third step on, all of what the step before read is read ahead.
+    assert got["preload"] == TILE_BYTES + (STEPS - 2) * STEP_BYTES, got
     assert got["unused"] == 0, got
 
 

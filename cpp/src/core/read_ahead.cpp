@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <tuple>
 
 #include "core/page_memory.hpp"
@@ -11,13 +12,6 @@ namespace twinstream {
 
 ReadAhead::ReadAhead(transport::DataPlaneReader& plane, std::uint64_t limit)
     : plane_(plane), limit_(limit) {}
-
-// The plane has finished or abandoned every read into these buffers before this runs: the
-// reader destroys its plane first (ReaderSource::close).
-ReadAhead::~ReadAhead() {
-  if (held_.buffer) free_pages(held_.buffer);
-  if (next_.buffer) free_pages(next_.buffer);
-}
 
 bool ReadAhead::wants_next() const { return !tried_ && !next_.active; }
 
@@ -65,18 +59,19 @@ void ReadAhead::start(const wire::StepMeta& next) {
     total += (p.length + 63) / 64 * 64;
   }
   if (copies.empty() || total > limit_) return;
-  if (next_.capacity < total) {
-    if (next_.buffer) free_pages(next_.buffer);
-    next_.buffer = nullptr;
+  // The plane has finished or abandoned every read into a buffer before it is freed: the
+  // reader destroys its plane first (ReaderSource::close).
+  if (next_.capacity < total || next_.buffer.use_count() > 1) {
+    next_.buffer.reset();
     next_.capacity = 0;
-    next_.buffer = allocate_pages(total);
+    next_.buffer = std::shared_ptr<std::byte>(allocate_pages(total), free_pages);
     next_.capacity = total;
   }
   next_.pieces.clear();
   next_.bytes = next_.used = 0;
   for (auto& c : copies) {
     const auto at = reinterpret_cast<std::uint64_t>(c.dst);
-    c.dst = next_.buffer + at;
+    c.dst = next_.buffer.get() + at;
     next_.pieces.emplace(Where{c.segment, c.offset, c.length}, at);
     next_.bytes += c.length;
   }
@@ -86,13 +81,33 @@ void ReadAhead::start(const wire::StepMeta& next) {
   next_.active = true;
 }
 
-void ReadAhead::read(const wire::StepMeta& held, std::span<const transport::Copy> copies,
-                     const wire::StepMeta* next) {
+void ReadAhead::prepare(const wire::StepMeta& held, std::span<const transport::Copy> copies,
+                        const wire::StepMeta* next) {
   learn(held, copies);
   if (next && wants_next()) {
     tried_ = true;
     start(*next);
   }
+}
+
+std::shared_ptr<const std::byte> ReadAhead::view(const wire::StepMeta& held,
+                                                 std::uint32_t segment, std::uint64_t offset,
+                                                 std::uint64_t length,
+                                                 const wire::StepMeta* next) {
+  const transport::Copy piece{segment, offset, nullptr, length};
+  prepare(held, {&piece, 1}, next);
+  if (!held_.active) return nullptr;
+  auto it = held_.pieces.find(Where{segment, offset, length});
+  if (it == held_.pieces.end()) return nullptr;
+  land(held_);
+  held_.used += length;
+  served_ += length;
+  return {held_.buffer, held_.buffer.get() + it->second};
+}
+
+void ReadAhead::read(const wire::StepMeta& held, std::span<const transport::Copy> copies,
+                     const wire::StepMeta* next) {
+  prepare(held, copies, next);
   struct Served {
     const std::byte* from;
     std::byte* to;
@@ -104,7 +119,7 @@ void ReadAhead::read(const wire::StepMeta& held, std::span<const transport::Copy
     auto it = held_.active ? held_.pieces.find(Where{c.segment, c.offset, c.length})
                            : held_.pieces.end();
     if (it != held_.pieces.end()) {
-      served.push_back({held_.buffer + it->second, c.dst, c.length});
+      served.push_back({held_.buffer.get() + it->second, c.dst, c.length});
     } else {
       rest.push_back(c);
     }
@@ -123,6 +138,20 @@ void ReadAhead::land(Batch& b) {
   if (b.landed) return;
   plane_.finish_read(b.ticket);
   b.landed = true;
+}
+
+void ReadAhead::land_all() {
+  if (held_.active) land(held_);
+  if (next_.active) land(next_);
+}
+
+void ReadAhead::abandon() {
+  static std::mutex mu;
+  static std::vector<std::shared_ptr<std::byte>> kept;
+  std::lock_guard lock(mu);
+  for (Batch* b : {&held_, &next_}) {
+    if (b->active && !b->landed && b->buffer) kept.push_back(b->buffer);
+  }
 }
 
 void ReadAhead::retire(Batch& b) {

@@ -31,7 +31,6 @@ class ReadAhead {
   /// `limit`: the most bytes read ahead for one step; a step whose pieces are larger is
   /// read on demand.
   ReadAhead(transport::DataPlaneReader& plane, std::uint64_t limit);
-  ~ReadAhead();
   ReadAhead(const ReadAhead&) = delete;
   ReadAhead& operator=(const ReadAhead&) = delete;
 
@@ -43,11 +42,25 @@ class ReadAhead {
   /// ahead first, so the plane is busy with it while this thread copies.
   void read(const wire::StepMeta& held, std::span<const transport::Copy> copies,
             const wire::StepMeta* next);
+  /// The piece of the held step at exactly (segment, offset, length), if it was read
+  /// ahead: landed, in memory the pointer owns (zero copy). Else nullptr, and the caller
+  /// reads it. Takes `next` as read() does.
+  std::shared_ptr<const std::byte> view(const wire::StepMeta& held, std::uint32_t segment,
+                                        std::uint64_t offset, std::uint64_t length,
+                                        const wire::StepMeta* next);
   /// A step begins: what was read ahead for it becomes the held step's.
   void begin_step(std::uint64_t index);
   /// The held step ends: its reads still under way land first (the writer may reuse its
   /// memory once it is acknowledged).
   void end_step();
+
+  /// Waits for every read under way (before the reader says goodbye: the writer frees a
+  /// step's memory once its reader has left, announced steps included).
+  void land_all();
+  /// After a failed land_all: reads may still land in this reader's buffers after it is
+  /// gone (the writer hung, or MPI delivers late), so those buffers are kept until the
+  /// process exits instead of freed.
+  void abandon();
 
   std::uint64_t served_bytes() const { return served_; }
   std::uint64_t unused_bytes() const { return unused_; }
@@ -80,12 +93,16 @@ class ReadAhead {
     std::uint64_t step = 0;
     std::uint64_t ticket = 0;
     bool landed = false;
-    std::byte* buffer = nullptr;
+    // Shared with the arrays view() hands out: a buffer still referenced is not reused.
+    std::shared_ptr<std::byte> buffer;
     std::uint64_t capacity = 0;
     std::unordered_map<Where, std::uint64_t, WhereHash> pieces;  // -> offset in buffer
     std::uint64_t bytes = 0;
     std::uint64_t used = 0;
   };
+  // Learns what the held step reads, and starts reading `next` ahead (once per step).
+  void prepare(const wire::StepMeta& held, std::span<const transport::Copy> copies,
+               const wire::StepMeta* next);
   void learn(const wire::StepMeta& held, std::span<const transport::Copy> copies);
   void start(const wire::StepMeta& next);
   void land(Batch& b);

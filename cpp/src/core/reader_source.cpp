@@ -322,7 +322,10 @@ StepStatus ReaderSource::begin_step(net::Deadline deadline) {
 std::shared_ptr<const std::byte> ReaderSource::view(std::uint32_t segment,
                                                     std::uint64_t offset, std::uint64_t length) {
   if (!in_step_) throw InvalidArgument(who() + ": read outside a step");
-  return plane_->view(segment, offset, length);
+  if (!ahead_) return plane_->view(segment, offset, length);
+  auto p = ahead_->view(step_, segment, offset, length, ahead_->wants_next() ? peek_next() : nullptr);
+  stats_.preload_bytes = ahead_->served_bytes();
+  return p;
 }
 
 void ReaderSource::pull(std::span<const transport::Copy> copies) {
@@ -351,6 +354,12 @@ const wire::StepMeta* ReaderSource::peek_next() {
       peeked_ = std::move(f);
       break;
     }
+  }
+  if (!peeked_ && ring_ && ring_->take_peer_waiting()) {
+    // The writer waits for acknowledgements to hand out more (end_step rings it only at
+    // half the prefetch left): ring now, so the next announcement is here for the next
+    // step's read ahead.
+    net::send_doorbell(ctrl_.get());
   }
   if (!peeked_ || peeked_->header.type != wire::MsgType::Announce) return nullptr;
   auto next = wire::decode_step(peeked_->payload);
@@ -392,6 +401,14 @@ void ReaderSource::end_step() {
 void ReaderSource::close() {
   if (closed_) return;
   closed_ = true;
+  if (ahead_) {
+    try {
+      ahead_->land_all();
+    } catch (const Error& e) {
+      log::info(who() + ": a read ahead did not land before closing: " + e.what());
+      ahead_->abandon();
+    }
+  }
   if (ctrl_.valid()) {
     net::send_all(ctrl_.get(), wire::encode_empty(wire::MsgType::Bye), net::deadline_after(0.5));
   }
