@@ -46,7 +46,7 @@ READER = textwrap.dedent(
     d, mode, preload = sys.argv[1], sys.argv[2], sys.argv[3]
     g_all = np.arange(128 * 96, dtype=np.float32).reshape(128, 96)
     out = ts.empty((20, 30), np.float32)
-    n = 0
+    n, kept = 0, []
     with ts.open("pre", "r", dir=d, data_plane="mpi", timeout=30, prefetch=int(sys.argv[4]),
                  preload=preload) as r:
         until = time.monotonic() + 30
@@ -62,6 +62,8 @@ READER = textwrap.dedent(
             assert (out == g_all[a:a + 20, b:b + 30] + 1e5 * i).all(), (mode, i)
             x = step.get("x", start=(100,), count=(40_000,))
             assert (x == np.arange(100, 40_100) + 1e6 * i).all(), (mode, i)
+            if mode == "keep":
+                kept.append((i, step.get("g")))  # one whole block: handed without a copy
             if mode == "joined":
                 j = step.get("j")
                 assert j.shape == (1000 + 37 * (i % 3),) and (j == i).all(), (mode, i)
@@ -69,6 +71,8 @@ READER = textwrap.dedent(
             if mode == "early" and n == 4:
                 break  # leaves with the next step read ahead
         st = r.stats()
+    for i, g in kept:
+        assert (g == g_all + 1e5 * i).all(), ("kept", i)
     with open(os.path.join(d, "reader.json"), "w") as f:
         json.dump({"steps": n, "preload": st["preload_bytes"], "unused": st["preload_unused_bytes"],
                    "plane": st["data_plane"]}, f)
@@ -99,6 +103,16 @@ def test_the_same_selection_each_step_is_served_from_the_step_read_ahead(tmp_pat
     # starts reading the second step ahead with what it knows so far, the tile; from the
     # third step on, all of what the step before read is read ahead.
     assert got["preload"] == TILE_BYTES + (STEPS - 2) * STEP_BYTES, got
+    assert got["unused"] == 0, got
+
+
+def test_arrays_handed_without_a_copy_keep_their_steps_values(tmp_path, mpi_env):
+    """get() of a whole block that was read ahead returns the read-ahead memory itself.
+    The reader keeps every such array to the end: none may be overwritten by a later
+    step's read ahead."""
+    got = _launch(tmp_path, mpi_env, "keep")
+    whole_g = 128 * 96 * 4
+    assert got["preload"] == TILE_BYTES + (STEPS - 2) * (STEP_BYTES + whole_g), got
     assert got["unused"] == 0, got
 
 
