@@ -6,12 +6,12 @@
 #include <mutex>
 #include <tuple>
 
-#include "core/page_memory.hpp"
 
 namespace twinstream {
 
-ReadAhead::ReadAhead(transport::DataPlaneReader& plane, std::uint64_t limit)
-    : plane_(plane), limit_(limit) {}
+ReadAhead::ReadAhead(transport::DataPlaneReader& plane, std::shared_ptr<BufferPool> buffers,
+                     std::uint64_t limit)
+    : plane_(plane), buffers_(std::move(buffers)), limit_(limit) {}
 
 bool ReadAhead::wants_next() const { return !tried_ && !next_.active; }
 
@@ -59,14 +59,10 @@ void ReadAhead::start(const wire::StepMeta& next) {
     total += (p.length + 63) / 64 * 64;
   }
   if (copies.empty() || total > limit_) return;
-  // The plane has finished or abandoned every read into a buffer before it is freed: the
-  // reader destroys its plane first (ReaderSource::close).
-  if (next_.capacity < total || next_.buffer.use_count() > 1) {
-    next_.buffer.reset();
-    next_.capacity = 0;
-    next_.buffer = std::shared_ptr<std::byte>(allocate_pages(total), free_pages);
-    next_.capacity = total;
-  }
+  // A fresh buffer each step, so that an array view() handed out keeps its values while
+  // the reader keeps it. The plane has finished or abandoned every read into a buffer
+  // before it goes back: the reader destroys its plane first (ReaderSource::close).
+  next_.buffer = buffers_->acquire(total);
   next_.pieces.clear();
   next_.bytes = next_.used = 0;
   for (auto& c : copies) {
@@ -161,6 +157,7 @@ void ReadAhead::retire(Batch& b) {
   unused_ += b.bytes - std::min(b.used, b.bytes);
   b.active = false;
   b.pieces.clear();
+  b.buffer.reset();
 }
 
 void ReadAhead::begin_step(std::uint64_t index) {

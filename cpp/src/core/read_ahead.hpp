@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/buffer_pool.hpp"
 #include "core/messages.hpp"
 #include "transport/transport.hpp"
 
@@ -29,8 +30,9 @@ constexpr std::uint64_t kPreloadAutoLimit = std::uint64_t{8} << 20;
 class ReadAhead {
  public:
   /// `limit`: the most bytes read ahead for one step; a step whose pieces are larger is
-  /// read on demand.
-  ReadAhead(transport::DataPlaneReader& plane, std::uint64_t limit);
+  /// read on demand. Buffers come from `buffers` (page-aligned, recycled).
+  ReadAhead(transport::DataPlaneReader& plane, std::shared_ptr<BufferPool> buffers,
+            std::uint64_t limit);
   ReadAhead(const ReadAhead&) = delete;
   ReadAhead& operator=(const ReadAhead&) = delete;
 
@@ -93,9 +95,8 @@ class ReadAhead {
     std::uint64_t step = 0;
     std::uint64_t ticket = 0;
     bool landed = false;
-    // Shared with the arrays view() hands out: a buffer still referenced is not reused.
+    // Shared with the arrays view() hands out: the pool has it back once none is left.
     std::shared_ptr<std::byte> buffer;
-    std::uint64_t capacity = 0;
     std::unordered_map<Where, std::uint64_t, WhereHash> pieces;  // -> offset in buffer
     std::uint64_t bytes = 0;
     std::uint64_t used = 0;
@@ -109,6 +110,7 @@ class ReadAhead {
   void retire(Batch& b);
 
   transport::DataPlaneReader& plane_;
+  std::shared_ptr<BufferPool> buffers_;
   const std::uint64_t limit_;
   Batch held_;
   Batch next_;

@@ -61,6 +61,10 @@ void Writer::Impl::serve() {
         const short ev = POLLIN | (p.out_pos < p.out.size() && !p.ring ? POLLOUT : 0);
         fds.push_back({p.fd.get(), ev, 0});
         reader_ids.push_back(id);
+        // Ask again before sleeping: a reader takes the request when it rings, and it may
+        // ring before it has acknowledged anything (preload wants the next announcement),
+        // which leaves nothing for this loop to act on (and re-ask after) when it wakes.
+        want_acks(p);
         // Asked to be rung after its last look: what came before that is read now.
         ring_readable = ring_readable || (p.ring && p.ring->readable());
       }
