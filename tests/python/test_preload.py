@@ -91,6 +91,8 @@ def _launch(tmp_path, env, mode: str, preload: str = "auto") -> dict:
     return json.loads((tmp_path / "reader.json").read_text())
 
 
+# Steps read ahead of the one being read (kPreloadDepth in cpp/src/core/read_ahead.hpp).
+DEPTH = 2
 # Bytes one step's reads take: the tile of g and the slice of x.
 TILE_BYTES = 20 * 30 * 4
 STEP_BYTES = TILE_BYTES + 40_000 * 8
@@ -100,9 +102,9 @@ def test_the_same_selection_each_step_is_served_from_the_step_read_ahead(tmp_pat
     got = _launch(tmp_path, mpi_env, "same")
     assert got["steps"] == STEPS and got["plane"] == "mpi"
     # The first step is read on demand (nothing learned yet). Its first read (the tile)
-    # starts reading the second step ahead with what it knows so far, the tile; from the
-    # third step on, all of what the step before read is read ahead.
-    assert got["preload"] == TILE_BYTES + (STEPS - 2) * STEP_BYTES, got
+    # starts reading the next DEPTH steps ahead with what it knows so far, the tile; every
+    # step after those is read ahead with all that the step before it read.
+    assert got["preload"] == DEPTH * TILE_BYTES + (STEPS - 1 - DEPTH) * STEP_BYTES, got
     assert got["unused"] == 0, got
 
 
@@ -112,7 +114,7 @@ def test_arrays_handed_without_a_copy_keep_their_steps_values(tmp_path, mpi_env)
     step's read ahead."""
     got = _launch(tmp_path, mpi_env, "keep")
     whole_g = 128 * 96 * 4
-    assert got["preload"] == TILE_BYTES + (STEPS - 2) * (STEP_BYTES + whole_g), got
+    assert got["preload"] == DEPTH * TILE_BYTES + (STEPS - 1 - DEPTH) * (STEP_BYTES + whole_g), got
     assert got["unused"] == 0, got
 
 

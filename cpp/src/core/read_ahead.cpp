@@ -13,8 +13,6 @@ ReadAhead::ReadAhead(transport::DataPlaneReader& plane, std::shared_ptr<BufferPo
                      std::uint64_t limit)
     : plane_(plane), buffers_(std::move(buffers)), limit_(limit) {}
 
-bool ReadAhead::wants_next() const { return !tried_ && !next_.active; }
-
 void ReadAhead::learn(const wire::StepMeta& held, std::span<const transport::Copy> copies) {
   if (blocks_of_ != held.index) {
     blocks_.clear();
@@ -43,7 +41,7 @@ void ReadAhead::learn(const wire::StepMeta& held, std::span<const transport::Cop
   }
 }
 
-void ReadAhead::start(const wire::StepMeta& next) {
+bool ReadAhead::start(const wire::StepMeta& next) {
   const auto& pattern = learned_before_.empty() ? learned_ : learned_before_;
   std::map<std::string_view, const wire::VariableMeta*> vars;
   for (const auto& v : next.variables) vars.emplace(v.name, &v);
@@ -58,40 +56,43 @@ void ReadAhead::start(const wire::StepMeta& next) {
     copies.push_back({m.segment, m.offset + p.offset, reinterpret_cast<std::byte*>(total), p.length});
     total += (p.length + 63) / 64 * 64;
   }
-  if (copies.empty() || total > limit_) return;
+  if (copies.empty() || total > limit_) return false;
+  Batch b;
   // A fresh buffer each step, so that an array view() handed out keeps its values while
   // the reader keeps it. The plane has finished or abandoned every read into a buffer
   // before it goes back: the reader destroys its plane first (ReaderSource::close).
-  next_.buffer = buffers_->acquire(total);
-  next_.pieces.clear();
-  next_.bytes = next_.used = 0;
+  b.buffer = buffers_->acquire(total);
   for (auto& c : copies) {
     const auto at = reinterpret_cast<std::uint64_t>(c.dst);
-    c.dst = next_.buffer.get() + at;
-    next_.pieces.emplace(Where{c.segment, c.offset, c.length}, at);
-    next_.bytes += c.length;
+    c.dst = b.buffer.get() + at;
+    b.pieces.emplace(Where{c.segment, c.offset, c.length}, at);
+    b.bytes += c.length;
   }
-  next_.ticket = plane_.start_read(next.index, copies);
-  next_.step = next.index;
-  next_.landed = false;
-  next_.active = true;
+  b.ticket = plane_.start_read(next.index, copies);
+  b.step = next.index;
+  b.active = true;
+  ahead_.push_back(std::move(b));
+  return true;
 }
 
 void ReadAhead::prepare(const wire::StepMeta& held, std::span<const transport::Copy> copies,
-                        const wire::StepMeta* next) {
+                        const Peek& peek) {
   learn(held, copies);
-  if (next && wants_next()) {
-    tried_ = true;
-    start(*next);
+  // Steps are read ahead in order: one that cannot be (not announced yet, nothing to
+  // read, too large) stops the look further out until the next read.
+  while (tried_ < kPreloadDepth && ahead_.size() == tried_) {
+    const auto* next = peek(tried_ + 1);
+    if (!next) return;
+    ++tried_;
+    if (!start(*next)) return;
   }
 }
 
 std::shared_ptr<const std::byte> ReadAhead::view(const wire::StepMeta& held,
                                                  std::uint32_t segment, std::uint64_t offset,
-                                                 std::uint64_t length,
-                                                 const wire::StepMeta* next) {
+                                                 std::uint64_t length, const Peek& peek) {
   const transport::Copy piece{segment, offset, nullptr, length};
-  prepare(held, {&piece, 1}, next);
+  prepare(held, {&piece, 1}, peek);
   if (!held_.active) return nullptr;
   auto it = held_.pieces.find(Where{segment, offset, length});
   if (it == held_.pieces.end()) return nullptr;
@@ -102,8 +103,8 @@ std::shared_ptr<const std::byte> ReadAhead::view(const wire::StepMeta& held,
 }
 
 void ReadAhead::read(const wire::StepMeta& held, std::span<const transport::Copy> copies,
-                     const wire::StepMeta* next) {
-  prepare(held, copies, next);
+                     const Peek& peek) {
+  prepare(held, copies, peek);
   struct Served {
     const std::byte* from;
     std::byte* to;
@@ -138,15 +139,16 @@ void ReadAhead::land(Batch& b) {
 
 void ReadAhead::land_all() {
   if (held_.active) land(held_);
-  if (next_.active) land(next_);
+  for (auto& b : ahead_) land(b);
 }
 
 void ReadAhead::abandon() {
   static std::mutex mu;
   static std::vector<std::shared_ptr<std::byte>> kept;
   std::lock_guard lock(mu);
-  for (Batch* b : {&held_, &next_}) {
-    if (b->active && !b->landed && b->buffer) kept.push_back(b->buffer);
+  if (held_.active && !held_.landed) kept.push_back(held_.buffer);
+  for (const auto& b : ahead_) {
+    if (!b.landed) kept.push_back(b.buffer);
   }
 }
 
@@ -162,12 +164,17 @@ void ReadAhead::retire(Batch& b) {
 
 void ReadAhead::begin_step(std::uint64_t index) {
   retire(held_);
-  if (next_.active && next_.step == index) {
-    std::swap(held_, next_);
+  // The steps begin in the order they were announced: the first read ahead is this one.
+  if (!ahead_.empty() && ahead_.front().step == index) {
+    held_ = std::move(ahead_.front());
+    ahead_.pop_front();
   } else {
-    retire(next_);
+    while (!ahead_.empty()) {
+      retire(ahead_.front());
+      ahead_.pop_front();
+    }
   }
-  tried_ = false;
+  tried_ = ahead_.size();
 }
 
 void ReadAhead::end_step() {

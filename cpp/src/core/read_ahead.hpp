@@ -1,15 +1,19 @@
 #pragma once
-// Reading the next step ahead (option preload; ADIOS2's SST calls it PreloadMode) on the
+// Reading the next steps ahead (option preload; ADIOS2's SST calls it PreloadMode) on the
 // planes whose reads run in the background (mpi). While the reader works on step N, the
-// pieces it read of step N-1 are read of step N+1, announced but not yet begun, into
-// buffers of its own. A read of step N+1 that asks for those pieces is then served from
-// memory with one memcpy, and the transfer has overlapped the reader's other work (its
-// loop, the acknowledgement, the next announcement) instead of following it. Pieces
-// nobody asks for are counted as unused; the next step reads ahead what this one read.
+// pieces it read of step N-1 are read of steps N+1 and N+2, announced but not yet begun,
+// into buffers of its own. A read of step N+1 that asks for those pieces is then served
+// from memory (one memcpy, or none for get() of a whole block), and the transfers have
+// overlapped the reader's other work (its loop, the acknowledgement, the next
+// announcement, the writer's threads when they share its core) instead of following it.
+// Two steps deep, the plane always has a read queued while the reader is busy. Pieces
+// nobody asks for are counted as unused; later steps read ahead what this one read.
 // A piece is remembered by where it lies in its block (variable, block number, offset),
 // so it carries over to a step whose block has the same size.
 // Used by one thread (the reader's).
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <set>
 #include <span>
@@ -26,6 +30,8 @@ namespace twinstream {
 
 /// preload="auto" reads a step ahead up to this many bytes (measured: bench/mpi_bench.py).
 constexpr std::uint64_t kPreloadAutoLimit = std::uint64_t{8} << 20;
+/// How many announced steps are read ahead of the held one (when announced in time).
+constexpr std::size_t kPreloadDepth = 2;
 
 class ReadAhead {
  public:
@@ -36,20 +42,19 @@ class ReadAhead {
   ReadAhead(const ReadAhead&) = delete;
   ReadAhead& operator=(const ReadAhead&) = delete;
 
-  /// Whether the next announced step should be handed to read(): nothing is read ahead of
-  /// it yet (once per held step).
-  bool wants_next() const;
+  /// The k-th step announced after the held one (k = 1, 2, ...), if its announcement is
+  /// already here; nullptr if not.
+  using Peek = std::function<const wire::StepMeta*(std::size_t k)>;
   /// Reads `copies` of the held step `held`: the pieces read ahead from memory, the others
-  /// through the plane. With `next` (the step announced after it), starts reading that one
-  /// ahead first, so the plane is busy with it while this thread copies.
-  void read(const wire::StepMeta& held, std::span<const transport::Copy> copies,
-            const wire::StepMeta* next);
+  /// through the plane. Starts reading the next announced steps ahead first (up to
+  /// kPreloadDepth), so the plane is busy with them while this thread copies.
+  void read(const wire::StepMeta& held, std::span<const transport::Copy> copies, const Peek& peek);
   /// The piece of the held step at exactly (segment, offset, length), if it was read
   /// ahead: landed, in memory the pointer owns (zero copy). Else nullptr, and the caller
-  /// reads it. Takes `next` as read() does.
+  /// reads it. Starts reading ahead as read() does.
   std::shared_ptr<const std::byte> view(const wire::StepMeta& held, std::uint32_t segment,
                                         std::uint64_t offset, std::uint64_t length,
-                                        const wire::StepMeta* next);
+                                        const Peek& peek);
   /// A step begins: what was read ahead for it becomes the held step's.
   void begin_step(std::uint64_t index);
   /// The held step ends: its reads still under way land first (the writer may reuse its
@@ -101,11 +106,13 @@ class ReadAhead {
     std::uint64_t bytes = 0;
     std::uint64_t used = 0;
   };
-  // Learns what the held step reads, and starts reading `next` ahead (once per step).
+  // Learns what the held step reads, and starts reading the next steps ahead.
   void prepare(const wire::StepMeta& held, std::span<const transport::Copy> copies,
-               const wire::StepMeta* next);
+               const Peek& peek);
   void learn(const wire::StepMeta& held, std::span<const transport::Copy> copies);
-  void start(const wire::StepMeta& next);
+  // Starts reading `next` ahead with what the step before the held one read (or, before
+  // that is known, what the held one has read so far); false if nothing applies.
+  bool start(const wire::StepMeta& next);
   void land(Batch& b);
   void retire(Batch& b);
 
@@ -113,10 +120,10 @@ class ReadAhead {
   std::shared_ptr<BufferPool> buffers_;
   const std::uint64_t limit_;
   Batch held_;
-  Batch next_;
+  std::deque<Batch> ahead_;  // for the steps announced after the held one, in order
   std::set<Piece> learned_before_;  // what the step before the held one read
   std::set<Piece> learned_;         // what the held step has read so far
-  bool tried_ = false;              // read ahead of the step after the held one, or tried
+  std::size_t tried_ = 0;           // steps after the held one looked at for reading ahead
   // The held step's blocks by place in memory, to name the pieces it reads.
   struct Located {
     std::uint32_t segment;

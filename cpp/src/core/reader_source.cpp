@@ -269,8 +269,9 @@ StepStatus ReaderSource::begin_step(net::Deadline deadline) {
       std::chrono::duration<double>(opt_.heartbeat_timeout));
   while (true) {
     std::optional<net::Frame> f;
-    if (peeked_) {
-      f.swap(peeked_);
+    if (!peeked_.empty()) {
+      f = std::move(peeked_.front());
+      peeked_.pop_front();
     } else {
       f = next_frame(deadline, silence);
     }
@@ -288,9 +289,9 @@ StepStatus ReaderSource::begin_step(net::Deadline deadline) {
         throw ProtocolError(who() + ": writer at " + peer_ + " sent an unexpected " +
                             std::string(wire::msg_type_name(f->header.type)));
     }
-    if (next_) {
-      step_ = std::move(*next_);  // decoded and given to the plane by peek_next
-      next_.reset();
+    if (!next_.empty()) {
+      step_ = std::move(next_.front());  // decoded and given to the plane by peek_next
+      next_.pop_front();
     } else try {
       step_ = wire::decode_step(f->payload);
       plane_->on_step(step_);
@@ -324,7 +325,8 @@ std::shared_ptr<const std::byte> ReaderSource::view(std::uint32_t segment,
                                                     std::uint64_t offset, std::uint64_t length) {
   if (!in_step_) throw InvalidArgument(who() + ": read outside a step");
   if (!ahead_) return plane_->view(segment, offset, length);
-  auto p = ahead_->view(step_, segment, offset, length, ahead_->wants_next() ? peek_next() : nullptr);
+  auto p = ahead_->view(step_, segment, offset, length,
+                        [this](std::size_t k) { return peek_next(k); });
   stats_.preload_bytes = ahead_->served_bytes();
   return p;
 }
@@ -336,37 +338,41 @@ void ReaderSource::pull(std::span<const transport::Copy> copies) {
     plane_->read(step_.index, copies);
     return;
   }
-  ahead_->read(step_, copies, ahead_->wants_next() ? peek_next() : nullptr);
+  ahead_->read(step_, copies, [this](std::size_t k) { return peek_next(k); });
   stats_.preload_bytes = ahead_->served_bytes();
 }
 
-const wire::StepMeta* ReaderSource::peek_next() {
-  if (next_) return &*next_;
-  if (!peeked_) {
+const wire::StepMeta* ReaderSource::peek_next(std::size_t k) {
+  if (k <= next_.size()) return &next_[k - 1];
+  if (peeked_.size() < k) {
     // What has arrived, without waiting: the ring's bytes, or the socket's.
     if (ring_) {
       read_ring();
     } else {
       ctrl_in_.fill(ctrl_.get());  // a hang-up is begin_step's to report
     }
-    while (auto f = ctrl_in_.next()) {
+    while (peeked_.size() < k) {
+      auto f = ctrl_in_.next();
+      if (!f) break;
       last_heard_ = net::Clock::now();
-      if (f->header.type == wire::MsgType::Heartbeat) continue;
-      peeked_ = std::move(f);
-      break;
+      if (f->header.type != wire::MsgType::Heartbeat) peeked_.push_back(std::move(*f));
+    }
+    if (peeked_.size() < k && ring_ && ring_->take_peer_waiting()) {
+      // The writer waits for acknowledgements to hand out more (end_step rings it only at
+      // half the prefetch left): ring now, so that the announcement is here for a later
+      // look. The writer asks again before it sleeps (Writer::Impl::serve).
+      net::send_doorbell(ctrl_.get());
     }
   }
-  if (!peeked_ && ring_ && ring_->take_peer_waiting()) {
-    // The writer waits for acknowledgements to hand out more (end_step rings it only at
-    // half the prefetch left): ring now, so the next announcement is here for the next
-    // step's read ahead.
-    net::send_doorbell(ctrl_.get());
+  // Decoded in order; a frame other than an announcement (the end) stops the look.
+  while (next_.size() < k && next_.size() < peeked_.size()) {
+    const auto& f = peeked_[next_.size()];
+    if (f.header.type != wire::MsgType::Announce) return nullptr;
+    auto next = wire::decode_step(f.payload);
+    plane_->on_step(next);  // the held step's segments stay: the writer keeps them until its ack
+    next_.push_back(std::move(next));
   }
-  if (!peeked_ || peeked_->header.type != wire::MsgType::Announce) return nullptr;
-  auto next = wire::decode_step(peeked_->payload);
-  plane_->on_step(next);  // the held step's segments stay: the writer keeps them until its ack
-  next_ = std::move(next);
-  return &*next_;
+  return k <= next_.size() ? &next_[k - 1] : nullptr;
 }
 
 void ReaderSource::end_step() {
@@ -384,7 +390,7 @@ void ReaderSource::end_step() {
     // refills while the rest are read.
     if (ring_->peer_waiting()) {
       read_ring();
-      const std::size_t here = ctrl_in_.frames_ready() + (peeked_ ? 1 : 0);
+      const std::size_t here = ctrl_in_.frames_ready() + peeked_.size();
       if (here <= std::max<std::size_t>(1, opt_.prefetch / 2) && ring_->take_peer_waiting()) {
         net::send_doorbell(ctrl_.get());  // a lost one: the writer's next look finds the ack
       }

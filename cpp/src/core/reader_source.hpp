@@ -3,6 +3,7 @@
 // being read. A writer job (core/writer_job.hpp) has one source per rank; it plans reads
 // and asks each source to pull its part.
 // Used by one thread (the reader's); every wait bounded.
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,7 +47,7 @@ class ReaderSource {
   /// NotReady left the ring asking for a doorbell, so polling fd() wakes on a new frame.
   int fd() const { return ctrl_.get(); }
   bool buffered() const {
-    return peeked_ || ctrl_in_.buffered() > 0 || (ring_ && ring_->readable());
+    return !peeked_.empty() || ctrl_in_.buffered() > 0 || (ring_ && ring_->readable());
   }
   bool in_step() const { return in_step_; }
   bool ended() const { return ended_; }
@@ -74,9 +75,9 @@ class ReaderSource {
   bool read_ring();
   // The socket beside a control ring: doorbells (dropped) and the hang-up.
   void read_doorbells();
-  // The step announced after the held one, if its announcement is already here (without
-  // waiting): decoded, and made known to the plane, for reading it ahead.
-  const wire::StepMeta* peek_next();
+  // The k-th step announced after the held one (k >= 1), if its announcement is already
+  // here (without waiting): decoded, and made known to the plane, for reading it ahead.
+  const wire::StepMeta* peek_next(std::size_t k);
   std::string who() const;  // "stream 'md'", "stream 'md' member 'run-07'", "... rank 2"
 
   const std::string name_;
@@ -101,8 +102,8 @@ class ReaderSource {
   wire::Welcome welcome_;
   std::unique_ptr<transport::DataPlaneReader> plane_;
   std::unique_ptr<ReadAhead> ahead_;     // preload, on planes that read in the background
-  std::optional<net::Frame> peeked_;     // the frame after the held step, taken early
-  std::optional<wire::StepMeta> next_;   // peeked_ decoded, when it announces a step
+  std::deque<net::Frame> peeked_;        // frames after the held step, taken early
+  std::deque<wire::StepMeta> next_;      // the first of peeked_ decoded (announcements)
   net::Clock::time_point last_heard_;
   bool ended_ = false;
   bool closed_ = false;
