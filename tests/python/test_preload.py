@@ -36,6 +36,7 @@ WRITER = textwrap.dedent(
                 s.put("g", np.arange(128 * 96, dtype=np.float32).reshape(128, 96) + 1e5 * i)
                 # joined: this rank's block changes length with the step
                 s.put("j", np.full(1000 + 37 * (i % 3), i, np.int32), joined=True)
+                s.put("big", np.full(300_000, i, np.float64))  # 2.4 MB: above auto's band
         open(os.path.join(d, "written"), "w").close()
     """
 )
@@ -54,6 +55,16 @@ READER = textwrap.dedent(
             time.sleep(0.01)
         for step in r:
             i = step.index
+            if mode == "big":
+                big = step.get("big")
+                assert (big == i).all(), (mode, i)
+                n += 1
+                continue
+            if mode == "small":
+                step.get("g", start=(10, 20), count=(20, 30), out=out)
+                assert (out == g_all[10:30, 20:50] + 1e5 * i).all(), (mode, i)
+                n += 1
+                continue
             if mode == "skip" and i % 3 == 1:
                 n += 1
                 continue  # nothing read: what was read ahead for it goes unused
@@ -80,7 +91,7 @@ READER = textwrap.dedent(
 )
 
 
-def _launch(tmp_path, env, mode: str, preload: str = "auto") -> dict:
+def _launch(tmp_path, env, mode: str, preload: str = "on") -> dict:
     (tmp_path / "w.py").write_text(WRITER)
     (tmp_path / "r.py").write_text(READER)
     d = str(tmp_path)
@@ -116,6 +127,21 @@ def test_arrays_handed_without_a_copy_keep_their_steps_values(tmp_path, mpi_env)
     whole_g = 128 * 96 * 4
     assert got["preload"] == DEPTH * TILE_BYTES + (STEPS - 1 - DEPTH) * (STEP_BYTES + whole_g), got
     assert got["unused"] == 0, got
+
+
+@pytest.mark.parametrize("mode", ["same", "small", "big"])
+def test_auto_reads_ahead_only_steps_of_256_KiB_to_2_MiB(tmp_path, mpi_env, mode):
+    """auto reads a step ahead where that was measured to pay (read_ahead.hpp): the tile
+    alone (2.4 KB) is too small, x's slice with it (322 KB) is in, big (2.4 MB) too large."""
+    got = _launch(tmp_path, mpi_env, mode, preload="auto")
+    assert got["steps"] == STEPS and got["unused"] == 0, got
+    # same: the first step's tile alone is too small to read ahead, so the second step is
+    # read on demand too; from its first read on, all of what the step before read goes.
+    expected = {"same": (STEPS - 2) * STEP_BYTES, "small": 0, "big": 0}[mode]
+    assert got["preload"] == expected, got
+    if mode != "same":  # and "on" reads them ahead all the same
+        (tmp_path / "on").mkdir()
+        assert _launch(tmp_path / "on", mpi_env, mode, preload="on")["preload"] > 0
 
 
 def test_preload_off_reads_every_step_on_demand(tmp_path, mpi_env):

@@ -214,7 +214,8 @@ const std::array<OptionRow<ReaderOptions>, 21>& reader_rows() {
       {{"preload", "auto", "str",
         "Read the next announced step ahead while this one is read, on the data planes whose "
         "reads run in the background (mpi): the pieces this step read, into memory of the "
-        "reader's own. auto (steps of up to 8 MiB of pieces), on (any size) or off."},
+        "reader's own. auto (when a step's pieces total 256 KiB to 2 MiB, where it was measured "
+        "to pay), on (any size) or off."},
        [](ReaderOptions& o, const std::string& v) {
          o.preload = one_of("preload", v, {"auto", "on", "off"});
        }},

@@ -161,8 +161,9 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
                                ctrl_.get()};
   plane_ = transport::find(welcome_.data_plane).make_reader(ctx);
   if (opt_.preload != "off" && plane_->reads_in_background()) {
-    ahead_ = std::make_unique<ReadAhead>(*plane_, buffers_,
-                                         opt_.preload == "on" ? UINT64_MAX : kPreloadAutoLimit);
+    const bool on = opt_.preload == "on";
+    ahead_ = std::make_unique<ReadAhead>(*plane_, buffers_, on ? 0 : kPreloadAutoMin,
+                                         on ? UINT64_MAX : kPreloadAutoMax);
   }
   stats_.data_plane = welcome_.data_plane;
   stats_.data_plane_detail = choice.detail;
