@@ -1,5 +1,5 @@
-"""preload: on the mpi plane a reader reads the next announced step ahead (the pieces the
-step before read) while it works on the current one. Every step's bytes must still be that
+"""preload="on": on the mpi plane a reader reads the next announced steps ahead (the pieces
+the step before read) while it works on the current one. Every step's bytes must still be that
 step's, whatever the reader does: the same selection each step (served from memory), a
 selection that moves, steps it skips, blocks whose size changes, a reader that leaves with
 a step read ahead. Writer and reader are one MPMD launch of the MPICH wheel's mpiexec,
@@ -36,7 +36,6 @@ WRITER = textwrap.dedent(
                 s.put("g", np.arange(128 * 96, dtype=np.float32).reshape(128, 96) + 1e5 * i)
                 # joined: this rank's block changes length with the step
                 s.put("j", np.full(1000 + 37 * (i % 3), i, np.int32), joined=True)
-                s.put("big", np.full(300_000, i, np.float64))  # 2.4 MB: above auto's band
         open(os.path.join(d, "written"), "w").close()
     """
 )
@@ -55,16 +54,6 @@ READER = textwrap.dedent(
             time.sleep(0.01)
         for step in r:
             i = step.index
-            if mode == "big":
-                big = step.get("big")
-                assert (big == i).all(), (mode, i)
-                n += 1
-                continue
-            if mode == "small":
-                step.get("g", start=(10, 20), count=(20, 30), out=out)
-                assert (out == g_all[10:30, 20:50] + 1e5 * i).all(), (mode, i)
-                n += 1
-                continue
             if mode == "skip" and i % 3 == 1:
                 n += 1
                 continue  # nothing read: what was read ahead for it goes unused
@@ -129,21 +118,6 @@ def test_arrays_handed_without_a_copy_keep_their_steps_values(tmp_path, mpi_env)
     assert got["unused"] == 0, got
 
 
-@pytest.mark.parametrize("mode", ["same", "small", "big"])
-def test_auto_reads_ahead_only_steps_of_256_KiB_to_2_MiB(tmp_path, mpi_env, mode):
-    """auto reads a step ahead where that was measured to pay (read_ahead.hpp): the tile
-    alone (2.4 KB) is too small, x's slice with it (322 KB) is in, big (2.4 MB) too large."""
-    got = _launch(tmp_path, mpi_env, mode, preload="auto")
-    assert got["steps"] == STEPS and got["unused"] == 0, got
-    # same: the first step's tile alone is too small to read ahead, so the second step is
-    # read on demand too; from its first read on, all of what the step before read goes.
-    expected = {"same": (STEPS - 2) * STEP_BYTES, "small": 0, "big": 0}[mode]
-    assert got["preload"] == expected, got
-    if mode != "same":  # and "on" reads them ahead all the same
-        (tmp_path / "on").mkdir()
-        assert _launch(tmp_path / "on", mpi_env, mode, preload="on")["preload"] > 0
-
-
 def test_preload_off_reads_every_step_on_demand(tmp_path, mpi_env):
     got = _launch(tmp_path, mpi_env, "same", preload="off")
     assert got == {"steps": STEPS, "preload": 0, "unused": 0, "plane": "mpi"}
@@ -162,6 +136,6 @@ def test_reads_that_differ_from_the_step_before_get_their_own_steps_bytes(tmp_pa
         assert got["unused"] > 0, got
 
 
-def test_preload_takes_auto_on_or_off_and_names_the_choices(tmp_path):
-    with pytest.raises(ts.InvalidArgument, match=r"preload.*auto.*on.*off"):
+def test_preload_takes_on_or_off_and_names_the_choices(tmp_path):
+    with pytest.raises(ts.InvalidArgument, match=r"preload.*off, on"):
         ts.open("pre", "r", dir=str(tmp_path), preload="sometimes", timeout=0.1)

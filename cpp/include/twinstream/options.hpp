@@ -62,7 +62,7 @@ struct ReaderOptions {
   std::string policy = "all";   // delivery policy of the group
   std::string data_plane = "auto";
   std::string control = "auto";  // control path: auto (shared-memory ring on the writer's host), socket
-  std::string preload = "auto";  // read the next step ahead on planes that read in the background (mpi): auto, on, off
+  std::string preload = "off";  // on: read the next steps ahead on planes that read in the background (mpi)
   double timeout = 60.0;        // default wait for a step (Python iteration uses it)
   double open_timeout = -1.0;   // wait for the writer to appear; <0: same as timeout
   double heartbeat_timeout = 10.0;

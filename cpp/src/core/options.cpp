@@ -211,13 +211,12 @@ const std::array<OptionRow<ReaderOptions>, 21>& reader_rows() {
        [](ReaderOptions& o, const std::string& v) {
          o.control = one_of("control", v, {"auto", "socket"});
        }},
-      {{"preload", "auto", "str",
-        "Read the next announced step ahead while this one is read, on the data planes whose "
-        "reads run in the background (mpi): the pieces this step read, into memory of the "
-        "reader's own. auto (when a step's pieces total 256 KiB to 2 MiB, where it was measured "
-        "to pay), on (any size) or off."},
+      {{"preload", "off", "str",
+        "on: read the next two announced steps ahead while this one is read, on the data "
+        "planes whose reads run in the background (mpi): the pieces this step read, into "
+        "memory of the reader's own. off: read each piece when asked."},
        [](ReaderOptions& o, const std::string& v) {
-         o.preload = one_of("preload", v, {"auto", "on", "off"});
+         o.preload = one_of("preload", v, {"off", "on"});
        }},
       {{"timeout", "60", "float",
         "Seconds to wait for each step when iterating (and to open, unless open_timeout)."},

@@ -9,9 +9,8 @@
 
 namespace twinstream {
 
-ReadAhead::ReadAhead(transport::DataPlaneReader& plane, std::shared_ptr<BufferPool> buffers,
-                     std::uint64_t min_bytes, std::uint64_t max_bytes)
-    : plane_(plane), buffers_(std::move(buffers)), min_bytes_(min_bytes), max_bytes_(max_bytes) {}
+ReadAhead::ReadAhead(transport::DataPlaneReader& plane, std::shared_ptr<BufferPool> buffers)
+    : plane_(plane), buffers_(std::move(buffers)) {}
 
 void ReadAhead::learn(const wire::StepMeta& held, std::span<const transport::Copy> copies) {
   if (blocks_of_ != held.index) {
@@ -56,7 +55,7 @@ bool ReadAhead::start(const wire::StepMeta& next) {
     copies.push_back({m.segment, m.offset + p.offset, reinterpret_cast<std::byte*>(total), p.length});
     total += (p.length + 63) / 64 * 64;
   }
-  if (copies.empty() || total < min_bytes_ || total > max_bytes_) return false;
+  if (copies.empty()) return false;
   Batch b;
   // A fresh buffer each step, so that an array view() handed out keeps its values while
   // the reader keeps it. The plane has finished or abandoned every read into a buffer
@@ -79,7 +78,7 @@ void ReadAhead::prepare(const wire::StepMeta& held, std::span<const transport::C
                         const Peek& peek) {
   learn(held, copies);
   // Steps are read ahead in order: one that cannot be (not announced yet, nothing to
-  // read, too large) stops the look further out until the next read.
+  // read) stops the look further out until the next read.
   while (tried_ < kPreloadDepth && ahead_.size() == tried_) {
     const auto* next = peek(tried_ + 1);
     if (!next) return;

@@ -28,22 +28,13 @@
 
 namespace twinstream {
 
-/// preload="auto" reads a step ahead when its pieces total this many bytes or more, and
-/// no more than the second. Measured on one host under the one-node RMA settings
-/// (2 vCPUs, get(out=)): 1 MiB steps 7.5 -> 9-10 GB/s; at 64 KiB and at 4-16 MiB reading
-/// ahead lost (0.7-0.9 against 1.0 GB/s; 7-12 against 14-16 GB/s at 16 MiB): the extra
-/// memcpy and a second transfer in flight cost more than the overlap gains.
-constexpr std::uint64_t kPreloadAutoMin = std::uint64_t{256} << 10;
-constexpr std::uint64_t kPreloadAutoMax = std::uint64_t{2} << 20;
 /// How many announced steps are read ahead of the held one (when announced in time).
 constexpr std::size_t kPreloadDepth = 2;
 
 class ReadAhead {
  public:
-  /// A step is read ahead when its pieces total `min_bytes` to `max_bytes`; else on
-  /// demand. Buffers come from `buffers` (page-aligned, recycled).
-  ReadAhead(transport::DataPlaneReader& plane, std::shared_ptr<BufferPool> buffers,
-            std::uint64_t min_bytes, std::uint64_t max_bytes);
+  /// Buffers come from `buffers` (page-aligned, recycled).
+  ReadAhead(transport::DataPlaneReader& plane, std::shared_ptr<BufferPool> buffers);
   ReadAhead(const ReadAhead&) = delete;
   ReadAhead& operator=(const ReadAhead&) = delete;
 
@@ -123,8 +114,6 @@ class ReadAhead {
 
   transport::DataPlaneReader& plane_;
   std::shared_ptr<BufferPool> buffers_;
-  const std::uint64_t min_bytes_;
-  const std::uint64_t max_bytes_;
   Batch held_;
   std::deque<Batch> ahead_;  // for the steps announced after the held one, in order
   std::set<Piece> learned_before_;  // what the step before the held one read

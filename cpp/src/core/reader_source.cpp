@@ -160,10 +160,8 @@ void ReaderSource::connect(net::Deadline deadline, bool wait) {
   transport::ReaderContext ctx{name_, contact_, welcome_, opt_.heartbeat_timeout, choice,
                                ctrl_.get()};
   plane_ = transport::find(welcome_.data_plane).make_reader(ctx);
-  if (opt_.preload != "off" && plane_->reads_in_background()) {
-    const bool on = opt_.preload == "on";
-    ahead_ = std::make_unique<ReadAhead>(*plane_, buffers_, on ? 0 : kPreloadAutoMin,
-                                         on ? UINT64_MAX : kPreloadAutoMax);
+  if (opt_.preload == "on" && plane_->reads_in_background()) {
+    ahead_ = std::make_unique<ReadAhead>(*plane_, buffers_);
   }
   stats_.data_plane = welcome_.data_plane;
   stats_.data_plane_detail = choice.detail;
@@ -360,8 +358,8 @@ const wire::StepMeta* ReaderSource::peek_next(std::size_t k) {
     }
     if (peeked_.size() < k && ring_ && ring_->take_peer_waiting()) {
       // The writer waits for acknowledgements to hand out more (end_step rings it only at
-      // half the prefetch left): ring now, so that the announcement is here for a later
-      // look. The writer asks again before it sleeps (Writer::Impl::serve).
+      // the last step left): ring now, so that the announcement is here for a later look.
+      // The writer asks again before it sleeps (Writer::Impl::serve).
       net::send_doorbell(ctrl_.get());
     }
   }
@@ -385,14 +383,12 @@ void ReaderSource::end_step() {
   }
   const auto ack = wire::encode(wire::Ack{step_.index});
   if (ring_ && ring_->write_all(ack)) {
-    // The writer asks to be rung when it waits for acknowledgements. While more steps are
-    // already here it can wait: it is rung when this reader is down to half of what it
-    // may be handed ahead (prefetch), so one wake-up serves several steps and the writer
-    // refills while the rest are read.
+    // The writer asks to be rung when it waits for acknowledgements. While another step
+    // is already here it can wait: it is rung when this reader is down to its last one,
+    // so one wake-up serves several steps (and the writer refills while that one is read).
     if (ring_->peer_waiting()) {
       read_ring();
-      const std::size_t here = ctrl_in_.frames_ready() + peeked_.size();
-      if (here <= std::max<std::size_t>(1, opt_.prefetch / 2) && ring_->take_peer_waiting()) {
+      if (ctrl_in_.frames_ready() + peeked_.size() <= 1 && ring_->take_peer_waiting()) {
         net::send_doorbell(ctrl_.get());  // a lost one: the writer's next look finds the ack
       }
     }
