@@ -64,10 +64,15 @@ bool ReadAhead::start(const wire::StepMeta& next) {
   for (auto& c : copies) {
     const auto at = reinterpret_cast<std::uint64_t>(c.dst);
     c.dst = b.buffer.get() + at;
-    b.pieces.emplace(Where{c.segment, c.offset, c.length}, at);
+    b.pieces.emplace(Where{c.segment, c.offset, c.length}, Batch::At{at, false});
     b.bytes += c.length;
   }
-  b.ticket = plane_.start_read(next.index, copies);
+  try {
+    b.ticket = plane_.start_read(next.index, copies);
+  } catch (...) {
+    keep_forever(b.buffer);  // the pieces started before the failure may still land
+    throw;
+  }
   b.step = next.index;
   b.active = true;
   ahead_.push_back(std::move(b));
@@ -96,36 +101,35 @@ std::shared_ptr<const std::byte> ReadAhead::view(const wire::StepMeta& held,
   auto it = held_.pieces.find(Where{segment, offset, length});
   if (it == held_.pieces.end()) return nullptr;
   land(held_);
-  held_.used += length;
+  return {held_.buffer, take(it->second, length)};
+}
+
+const std::byte* ReadAhead::take(Batch::At& at, std::uint64_t length) {
+  if (!at.used) held_.used += length;
+  at.used = true;
   served_ += length;
-  return {held_.buffer, held_.buffer.get() + it->second};
+  return held_.buffer.get() + at.offset;
 }
 
 void ReadAhead::read(const wire::StepMeta& held, std::span<const transport::Copy> copies,
                      const Peek& peek) {
   prepare(held, copies, peek);
-  struct Served {
-    const std::byte* from;
-    std::byte* to;
-    std::uint64_t length;
-  };
-  std::vector<Served> served;
+  std::vector<std::pair<Batch::At*, const transport::Copy*>> served;
   std::vector<transport::Copy> rest;
   for (const auto& c : copies) {
     auto it = held_.active ? held_.pieces.find(Where{c.segment, c.offset, c.length})
                            : held_.pieces.end();
     if (it != held_.pieces.end()) {
-      served.push_back({held_.buffer.get() + it->second, c.dst, c.length});
+      served.emplace_back(&it->second, &c);
     } else {
       rest.push_back(c);
     }
   }
+  // The pieces not read ahead start first, and travel while this thread copies.
   const auto ticket = rest.empty() ? 0 : plane_.start_read(held.index, rest);
   if (!served.empty()) {
     land(held_);
-    for (const auto& s : served) std::memcpy(s.to, s.from, s.length);
-    for (const auto& s : served) held_.used += s.length;
-    for (const auto& s : served) served_ += s.length;
+    for (auto [at, c] : served) std::memcpy(c->dst, take(*at, c->length), c->length);
   }
   if (!rest.empty()) plane_.finish_read(ticket);
 }
@@ -141,21 +145,24 @@ void ReadAhead::land_all() {
   for (auto& b : ahead_) land(b);
 }
 
-void ReadAhead::abandon() {
+void ReadAhead::keep_forever(std::shared_ptr<std::byte> buffer) {
   static std::mutex mu;
   static std::vector<std::shared_ptr<std::byte>> kept;
   std::lock_guard lock(mu);
-  if (held_.active && !held_.landed) kept.push_back(held_.buffer);
+  kept.push_back(std::move(buffer));
+}
+
+void ReadAhead::abandon() {
+  if (held_.active && !held_.landed) keep_forever(held_.buffer);
   for (const auto& b : ahead_) {
-    if (!b.landed) kept.push_back(b.buffer);
+    if (!b.landed) keep_forever(b.buffer);
   }
 }
 
 void ReadAhead::retire(Batch& b) {
   if (!b.active) return;
   land(b);
-  // A piece served twice counts once as used.
-  unused_ += b.bytes - std::min(b.used, b.bytes);
+  unused_ += b.bytes - b.used;
   b.active = false;
   b.pieces.clear();
   b.buffer.reset();

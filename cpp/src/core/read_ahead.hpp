@@ -98,9 +98,13 @@ class ReadAhead {
     bool landed = false;
     // Shared with the arrays view() hands out: the pool has it back once none is left.
     std::shared_ptr<std::byte> buffer;
-    std::unordered_map<Where, std::uint64_t, WhereHash> pieces;  // -> offset in buffer
+    struct At {
+      std::uint64_t offset;  // in buffer
+      bool used;
+    };
+    std::unordered_map<Where, At, WhereHash> pieces;
     std::uint64_t bytes = 0;
-    std::uint64_t used = 0;
+    std::uint64_t used = 0;  // bytes of pieces asked for (each counted once)
   };
   // Learns what the held step reads, and starts reading the next steps ahead.
   void prepare(const wire::StepMeta& held, std::span<const transport::Copy> copies,
@@ -111,6 +115,11 @@ class ReadAhead {
   bool start(const wire::StepMeta& next);
   void land(Batch& b);
   void retire(Batch& b);
+  // Takes a piece of the held step: its place in held_.buffer, counted.
+  const std::byte* take(Batch::At& at, std::uint64_t length);
+  // Memory that reads may still land in after this reader has given up on them: kept until
+  // the process exits rather than freed (or reused by the buffer pool).
+  static void keep_forever(std::shared_ptr<std::byte> buffer);
 
   transport::DataPlaneReader& plane_;
   std::shared_ptr<BufferPool> buffers_;
