@@ -6,7 +6,8 @@ processes of one MPMD launch of the MPICH wheel's mpiexec.
     python bench/mpi_bench.py [--sizes 1M,16M,64M] [--seconds 1] [--json out.json]
 
 twinstream: writer reserve()s each step (writes 8 bytes), the reader pulls it with
-get(out=) into one preallocated array from ts.empty (page-aligned like step memory, as the
+get(out=) into one preallocated array from ts.empty (twinstream_preload: the same reader
+with preload="on", the next steps read ahead and served with one memcpy) (page-aligned like step memory, as the
 baselines' two numpy arrays are aligned like each other) -- MPI_Rget straight into it;
 per step it also pays the announcement and the acknowledgement on the control connection.
 Send/Recv: rank 0 sends the buffer, rank 1 receives into one array. MPI_Get: rank 1 gets
@@ -81,10 +82,11 @@ with ts.open("mpibench", "w", dir=d, min_readers=1, open_timeout=60, queue_limit
 
 READER = r"""
 import sys, time, json, numpy as np, twinstream as ts
-d, size = sys.argv[1], int(sys.argv[2])
+d, size, preload = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 out = ts.empty(size, np.uint8)
 n, t0 = 0, None
-with ts.open("mpibench", "r", dir=d, data_plane="mpi", timeout=60, prefetch=4) as r:
+with ts.open("mpibench", "r", dir=d, data_plane="mpi", timeout=60, prefetch=4,
+             preload=preload) as r:
     for step in r:
         step.get("x", start=(0,), count=(size,), out=out)
         if t0 is None:
@@ -92,7 +94,9 @@ with ts.open("mpibench", "r", dir=d, data_plane="mpi", timeout=60, prefetch=4) a
         else:
             n += 1
     t = time.perf_counter() - t0
-print(json.dumps({"gbps": n * size / t / 1e9, "plane": r.stats()["data_plane"]}), flush=True)
+    served = r.stats()["preload_bytes"] / max(1, n * size)
+print(json.dumps({"gbps": n * size / t / 1e9, "plane": r.stats()["data_plane"],
+                  "preload": preload, "served_from_preload": round(served, 3)}), flush=True)
 """
 
 
@@ -147,10 +151,12 @@ def measure(kind: str, size: int, steps: int, timeout: float, settings: str) -> 
     if kind in ("sendrecv", "get"):
         cmd = [str(BIN / "mpiexec"), "-n", "2", py, "-c", RAW, str(size), str(steps), kind]
         return {"baseline": f"mpi4py_{kind}", **head, **run(cmd, timeout, settings)}
+    preload = "on" if kind == "twinstream_preload" else "off"
     with tempfile.TemporaryDirectory(prefix="ts-mpi-bench-") as d:
-        cmd = mpiexec2([py, "-c", WRITER, d, str(size), str(steps)], [py, "-c", READER, d, str(size)])
+        cmd = mpiexec2([py, "-c", WRITER, d, str(size), str(steps)],
+                       [py, "-c", READER, d, str(size), preload])
         rec = run(cmd, timeout, settings)
-    return {"baseline": "twinstream", "plane": "mpi", **head, **rec}
+    return {"baseline": kind, "plane": "mpi", **head, **rec}
 
 
 def median(kind: str, size: int, steps: int, timeout: float, repeats: int, settings: str) -> dict:
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout = 90 + 20 * args.seconds
         got = {}
         for settings in SETTINGS:
-            for kind in ("twinstream", "sendrecv", "get"):
+            for kind in ("twinstream", "twinstream_preload", "sendrecv", "get"):
                 rec = median(kind, size, steps, timeout, args.repeats, settings)
                 got[settings, kind] = rec
                 records.append(rec)
@@ -194,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
         ratios[s] = {
             settings: {"mpi_plane_vs_send_recv": ratio(got[settings, "twinstream"], got[settings, "sendrecv"]),
-                       "mpi_plane_vs_get": ratio(got[settings, "twinstream"], got[settings, "get"])}
+                       "mpi_plane_vs_get": ratio(got[settings, "twinstream"], got[settings, "get"]),
+                       "preload_vs_get": ratio(got[settings, "twinstream_preload"], got[settings, "get"]),
+                       "preload_vs_plane": ratio(got[settings, "twinstream_preload"], got[settings, "twinstream"])}
             for settings in SETTINGS
         }
         # The plane at its best against MPI's fastest Send/Recv on this node, whatever it took.

@@ -1,4 +1,4 @@
-"""preload="on": on the mpi plane a reader reads the next announced steps ahead (the pieces
+"""preload="on": on the mpi plane a reader reads the next announced step ahead (the pieces
 the step before read) while it works on the current one. Every step's bytes must still be that
 step's, whatever the reader does: the same selection each step (served from memory), a
 selection that moves, steps it skips, blocks whose size changes, a reader that leaves with
@@ -92,7 +92,7 @@ def _launch(tmp_path, env, mode: str, preload: str = "on") -> dict:
 
 
 # Steps read ahead of the one being read (kPreloadDepth in cpp/src/core/read_ahead.hpp).
-DEPTH = 2
+DEPTH = 1
 # Bytes one step's reads take: the tile of g and the slice of x.
 TILE_BYTES = 20 * 30 * 4
 STEP_BYTES = TILE_BYTES + 40_000 * 8

@@ -212,7 +212,7 @@ const std::array<OptionRow<ReaderOptions>, 21>& reader_rows() {
          o.control = one_of("control", v, {"auto", "socket"});
        }},
       {{"preload", "off", "str",
-        "on: read the next two announced steps ahead while this one is read, on the data "
+        "on: read the next announced step ahead while this one is read, on the data "
         "planes whose reads run in the background (mpi): the pieces this step read, into "
         "memory of the reader's own. off: read each piece when asked."},
        [](ReaderOptions& o, const std::string& v) {

@@ -1,13 +1,12 @@
 #pragma once
-// Reading the next steps ahead (option preload; ADIOS2's SST calls it PreloadMode) on the
+// Reading the next step ahead (option preload; ADIOS2's SST calls it PreloadMode) on the
 // planes whose reads run in the background (mpi). While the reader works on step N, the
-// pieces it read of step N-1 are read of steps N+1 and N+2, announced but not yet begun,
-// into buffers of its own. A read of step N+1 that asks for those pieces is then served
-// from memory (one memcpy, or none for get() of a whole block), and the transfers have
+// pieces it read of step N-1 are read of step N+1, announced but not yet begun, into a
+// buffer of its own. A read of step N+1 that asks for those pieces is then served from
+// memory (one memcpy, or none for get() of a whole block), and the transfer has
 // overlapped the reader's other work (its loop, the acknowledgement, the next
-// announcement, the writer's threads when they share its core) instead of following it.
-// Two steps deep, the plane always has a read queued while the reader is busy. Pieces
-// nobody asks for are counted as unused; later steps read ahead what this one read.
+// announcement) instead of following it. Pieces nobody asks for are counted as unused;
+// the next step reads ahead what this one read.
 // A piece is remembered by where it lies in its block (variable, block number, offset),
 // so it carries over to a step whose block has the same size.
 // Used by one thread (the reader's).
@@ -28,8 +27,12 @@
 
 namespace twinstream {
 
-/// How many announced steps are read ahead of the held one (when announced in time).
-constexpr std::size_t kPreloadDepth = 2;
+/// How many announced steps are read ahead of the held one (when announced in time). The
+/// code takes any depth; 2 was measured on one host under the one-node RMA settings: most
+/// launches ran at a third of the speed (2.5-3 GB/s at 1 MiB against 7-10 at depth 1),
+/// with the writer's progress thread copying all the time but slowly, as if two large
+/// reads in flight took libfabric shm's slower path.
+constexpr std::size_t kPreloadDepth = 1;
 
 class ReadAhead {
  public:
