@@ -7,7 +7,8 @@ processes of one MPMD launch of the MPICH wheel's mpiexec.
 
 twinstream: writer reserve()s each step (writes 8 bytes), the reader pulls it with
 get(out=) into one preallocated array from ts.empty (twinstream_preload: the same reader
-with preload="on", the next steps read ahead and served with one memcpy) (page-aligned like step memory, as the
+with preload="on", the next step read ahead and served with one memcpy). The *_use kinds
+(the plane, with preload, and MPI_Get) also sum each step after reading it. (page-aligned like step memory, as the
 baselines' two numpy arrays are aligned like each other) -- MPI_Rget straight into it;
 per step it also pays the announcement and the acknowledgement on the control connection.
 Send/Recv: rank 0 sends the buffer, rank 1 receives into one array. MPI_Get: rank 1 gets
@@ -61,6 +62,8 @@ else:
         for i in range(steps):
             win.Get(buf, 0)
             win.Flush(0)
+            if kind == "get_use":
+                buf.view(np.float64).sum()
             if i == 0:
                 t0 = time.perf_counter()
         win.Unlock_all()
@@ -82,13 +85,15 @@ with ts.open("mpibench", "w", dir=d, min_readers=1, open_timeout=60, queue_limit
 
 READER = r"""
 import sys, time, json, numpy as np, twinstream as ts
-d, size, preload = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+d, size, preload, use = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "use"
 out = ts.empty(size, np.uint8)
 n, t0 = 0, None
 with ts.open("mpibench", "r", dir=d, data_plane="mpi", timeout=60, prefetch=4,
              preload=preload) as r:
     for step in r:
         step.get("x", start=(0,), count=(size,), out=out)
+        if use:
+            out.view(np.float64).sum()
         if t0 is None:
             t0 = time.perf_counter()
         else:
@@ -98,6 +103,13 @@ with ts.open("mpibench", "r", dir=d, data_plane="mpi", timeout=60, prefetch=4,
 print(json.dumps({"gbps": n * size / t / 1e9, "plane": r.stats()["data_plane"],
                   "preload": preload, "served_from_preload": round(served, 3)}), flush=True)
 """
+
+
+# What runs at each size and setting. The *_use kinds sum each step's bytes after reading
+# them (as float64), as a reader that uses its data does: then the next read lands in
+# memory this reader has just touched, and reading ahead can overlap the two.
+KINDS = ("twinstream", "twinstream_preload", "sendrecv", "get",
+         "twinstream_use", "twinstream_preload_use", "get_use")
 
 
 def mpi_available() -> bool:
@@ -148,13 +160,14 @@ def mpiexec2(a: list[str], b: list[str]) -> list[str]:
 def measure(kind: str, size: int, steps: int, timeout: float, settings: str) -> dict:
     py = sys.executable
     head = {"settings": settings, "step_bytes": size, "steps": steps}
-    if kind in ("sendrecv", "get"):
+    if kind in ("sendrecv", "get", "get_use"):
         cmd = [str(BIN / "mpiexec"), "-n", "2", py, "-c", RAW, str(size), str(steps), kind]
         return {"baseline": f"mpi4py_{kind}", **head, **run(cmd, timeout, settings)}
-    preload = "on" if kind == "twinstream_preload" else "off"
+    preload = "on" if "preload" in kind else "off"
+    use = "use" if kind.endswith("_use") else "-"
     with tempfile.TemporaryDirectory(prefix="ts-mpi-bench-") as d:
         cmd = mpiexec2([py, "-c", WRITER, d, str(size), str(steps)],
-                       [py, "-c", READER, d, str(size), preload])
+                       [py, "-c", READER, d, str(size), preload, use])
         rec = run(cmd, timeout, settings)
     return {"baseline": kind, "plane": "mpi", **head, **rec}
 
@@ -191,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout = 90 + 20 * args.seconds
         got = {}
         for settings in SETTINGS:
-            for kind in ("twinstream", "twinstream_preload", "sendrecv", "get"):
+            for kind in KINDS:
                 rec = median(kind, size, steps, timeout, args.repeats, settings)
                 got[settings, kind] = rec
                 records.append(rec)
@@ -202,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             settings: {"mpi_plane_vs_send_recv": ratio(got[settings, "twinstream"], got[settings, "sendrecv"]),
                        "mpi_plane_vs_get": ratio(got[settings, "twinstream"], got[settings, "get"]),
                        "preload_vs_get": ratio(got[settings, "twinstream_preload"], got[settings, "get"]),
-                       "preload_vs_plane": ratio(got[settings, "twinstream_preload"], got[settings, "twinstream"])}
+                       "preload_vs_plane": ratio(got[settings, "twinstream_preload"], got[settings, "twinstream"]),
+                       "using_data_plane_vs_get": ratio(got[settings, "twinstream_use"], got[settings, "get_use"]),
+                       "using_data_preload_vs_get": ratio(got[settings, "twinstream_preload_use"],
+                                                          got[settings, "get_use"])}
             for settings in SETTINGS
         }
         # The plane at its best against MPI's fastest Send/Recv on this node, whatever it took.
