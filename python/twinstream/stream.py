@@ -533,7 +533,9 @@ class Reader:
         return self._r.stream_attributes()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: steps, dropped, redelivered, bytes, data_plane; ``ops_seconds`` (time
+        """Counters: steps, dropped, redelivered, bytes, data_plane, control;
+        ``preload_bytes`` and ``preload_unused_bytes`` (``preload="on"``: bytes served from
+        steps read ahead, and read ahead but never asked for); ``ops_seconds`` (time
         this reader's operators took), ``ops_last_seconds``, ``ops_steps`` and
         ``ops_runs``; with ``cache="on"`` the cache's ``cache_hits``, ``cache_misses``,
         ``cache_evictions``, ``cache_rejected``, ``cache_bytes`` (never above
