@@ -346,6 +346,22 @@ def test_mpmd_launch_over_the_mpi_plane(mpi, tmp_path):
         assert res["seen"] == [0, 1, 2] and res["plane"] == "mpi", res
 
 
+def test_mpmd_launch_over_the_mpi_plane_with_preload(mpi, tmp_path):
+    """The same with every reader rank reading the next step ahead from each writer rank
+    while it spends 0.2 s on each step: its random boxes move (mostly read on demand), its
+    local blocks keep their shapes (read ahead, handed without a copy); every value is
+    still checked."""
+    if not AVAILABLE.get("mpi"):
+        pytest.fail("the mpi data plane is not built here (test_build.py says why)")
+    cmd = [str(MPIEXEC), *_job("writer", 2, tmp_path, 4, "preload", "mpi"), ":",
+           *_job("reader", 3, tmp_path, 4, "preload", "mpi")]
+    out = subprocess.run(cmd, env=_env(3), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for res in _results(tmp_path, 3):
+        assert res["seen"] == [0, 1, 2, 3] and res["checked"] == 12, res
+        assert res["preload_bytes"] > 0, res
+
+
 def test_reader_ranks_joining_at_different_steps_start_together(mpi, tmp_path):
     """The writer starts at its first reader; rank r of the reader job opens 0.4 r s later.
     The collective open makes every rank start at the same step and see the same ones."""

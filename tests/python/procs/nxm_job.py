@@ -3,11 +3,13 @@ global array (uneven, 1-3 blocks per rank, one row left out: a gap), a joined ar
 r puts 2r rows: rank 0 none) and local blocks; or a reader job of Q ranks, opened
 collectively, each reading random boxes and checking every value.
 
-    nxm_job.py writer|reader DIR STEPS [late] [die] [crash] [PLANE]
+    nxm_job.py writer|reader DIR STEPS [late] [die] [crash] [preload] [PLANE]
 
 late: reader ranks open at different times (the collective open aligns them); die: reader
 rank 1 SIGKILLs itself while it holds step 1 (the writer job must not hang); crash: writer
-rank 1 SIGKILLs itself after step 1 (readers must not hang either).
+rank 1 SIGKILLs itself after step 1 (readers must not hang either); preload: readers read
+the next step ahead (preload="on", the mpi plane), and spend 0.2 s on each step before
+reading it.
 
 Launched together (MPMD, ``-n P ... writer : -n Q ... reader``) the ranks split
 MPI_COMM_WORLD by MPI_APPNUM. Each reader rank writes DIR/reader-<rank>.json.
@@ -52,7 +54,7 @@ def expected(step: int, ranks: int) -> np.ndarray:
     return out
 
 
-def write(comm, d: str, steps: int, late: bool, crash: bool, plane: str) -> None:
+def write(comm, d: str, steps: int, late: bool, crash: bool, plane: str, preload: bool) -> None:
     rank, ranks = comm.Get_rank(), comm.Get_size()
     shape = global_shape(ranks)
     full = None
@@ -78,15 +80,20 @@ def write(comm, d: str, steps: int, late: bool, crash: bool, plane: str) -> None
     print("WRITER", rank, "done", flush=True)
 
 
-def read(comm, d: str, steps: int, late: bool, die: bool, plane: str) -> None:
+def read(comm, d: str, steps: int, late: bool, die: bool, plane: str, preload: bool) -> None:
     rank = comm.Get_rank()
     if late:
         time.sleep(0.4 * rank)  # ranks join at different steps; the open aligns them
-    r = ts.open("nxm", "r", comm=comm, dir=d, data_plane=plane, timeout=60)
+    r = ts.open("nxm", "r", comm=comm, dir=d, data_plane=plane, timeout=60,
+                preload="on" if preload else "off")
     rng = np.random.default_rng(rank)
     seen, checked = [], 0
     for step in r:
         i = step.index
+        if preload:
+            # Busy before reading: meanwhile the writer job makes and announces the next
+            # step (its queue has room once this one began), which is then read ahead.
+            time.sleep(0.2)
         assert step.attrs["step"] == i
         ranks = len({b.owner for b in step.blocks("field")})
         want = expected(i, ranks)
@@ -111,7 +118,8 @@ def read(comm, d: str, steps: int, late: bool, die: bool, plane: str) -> None:
         if die and rank == 1 and i == 1:
             os.kill(os.getpid(), signal.SIGKILL)  # holding step 1
     with open(os.path.join(d, f"reader-{rank}.json"), "w") as f:
-        json.dump({"seen": seen, "checked": checked, "plane": r.stats()["data_plane"]}, f)
+        json.dump({"seen": seen, "checked": checked, "plane": r.stats()["data_plane"],
+                   "preload_bytes": r.stats()["preload_bytes"]}, f)
     print("READER", rank, len(seen), flush=True)
 
 
@@ -120,12 +128,12 @@ def main() -> None:
     flags = sys.argv[4:]
     late = "late" in flags
     die = ("crash" if role == "writer" else "die") in flags
-    plane = next((a for a in flags if a not in ("late", "die", "crash")), "auto")
+    plane = next((a for a in flags if a not in ("late", "die", "crash", "preload")), "auto")
     world = MPI.COMM_WORLD
     appnum = world.Get_attr(MPI.APPNUM)
     # MPMD launch: each program's ranks form their own job.
     comm = world.Split(appnum if appnum is not None else 0, world.Get_rank())
-    (write if role == "writer" else read)(comm, d, steps, late, die, plane)
+    (write if role == "writer" else read)(comm, d, steps, late, die, plane, "preload" in flags)
 
 
 if __name__ == "__main__":
