@@ -28,10 +28,10 @@
 namespace twinstream {
 
 /// How many announced steps are read ahead of the held one (when announced in time). The
-/// code takes any depth; 2 was measured on one host under the one-node RMA settings: most
-/// launches ran at a third of the speed (2.5-3 GB/s at 1 MiB against 7-10 at depth 1),
-/// with the writer's progress thread copying all the time but slowly, as if two large
-/// reads in flight took libfabric shm's slower path.
+/// code takes any depth. Measured on one host under the one-node RMA settings, 1 MiB
+/// steps: at depth 2, 5 of 8 launches ran at a third of the speed (2.5-3 GB/s, the
+/// writer's progress thread copying all the time but slowly); at depth 1, 0 of 8 in the
+/// next series (7-10 GB/s), though that slow mode still came in some later launches.
 constexpr std::size_t kPreloadDepth = 1;
 
 class ReadAhead {
