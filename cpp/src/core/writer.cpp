@@ -510,7 +510,19 @@ void Writer::Impl::send(Peer& p, const std::vector<std::byte>& frame) {
 }
 
 void Writer::Impl::flush(Peer& p) {
-  if (p.ring) return flush_ring(p);
+  if (p.ring) {
+    flush_ring(p);
+  } else {
+    flush_socket(p);
+  }
+  if (p.out_pos == p.out.size()) {
+    p.out.clear();
+    p.out_pos = 0;
+    cv_.notify_all();  // close() waits for END to leave
+  }
+}
+
+void Writer::Impl::flush_socket(Peer& p) {
   while (!p.dead && p.out_pos < p.out.size()) {
     const ssize_t n = ::send(p.fd.get(), p.out.data() + p.out_pos, p.out.size() - p.out_pos,
                              MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -524,11 +536,6 @@ void Writer::Impl::flush(Peer& p) {
       p.dead = true;
       p.dead_reason = "connection lost";
     }
-  }
-  if (p.out_pos == p.out.size()) {
-    p.out.clear();
-    p.out_pos = 0;
-    cv_.notify_all();  // close() waits for END to leave
   }
 }
 
@@ -550,11 +557,6 @@ void Writer::Impl::flush_ring(Peer& p) {
   if (wrote && p.ring->take_peer_waiting() && !net::send_doorbell(p.fd.get())) {
     p.dead = true;
     p.dead_reason = "connection lost";
-  }
-  if (p.out_pos == p.out.size()) {
-    p.out.clear();
-    p.out_pos = 0;
-    cv_.notify_all();  // close() waits for END to leave
   }
 }
 

@@ -153,11 +153,13 @@ class Writer::Impl final : public transport::StepAccess {
 
   // Delivery (under mu_).
   void send(Peer& p, const std::vector<std::byte>& frame);
+  // Moves what is queued for `p` through its ring or its socket, as far as it goes now.
   void flush(Peer& p);
+  void flush_socket(Peer& p);
+  void flush_ring(Peer& p);
   // Control rings: what readers acknowledged there, handled now.
   void read_ring(Peer& p);
   void read_rings();
-  void flush_ring(Peer& p);
   // Whether `p` should ring when it acknowledges: the writer waits on its acknowledgements
   // (it holds all it may, the user's thread waits for room, or the stream is closing).
   void want_acks(Peer& p);
