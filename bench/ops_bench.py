@@ -11,12 +11,20 @@ target this CPU runs, with memcpy of the same input size as its baseline. The nu
 is timed here the same way (batches of calls, best of samples), also into preallocated
 outputs (``out=`` / ``np.copyto``), i.e. numpy at its best. Targets from the issue:
 memory-bound kernels >= 0.8x memcpy at >= 1 MiB, and >= 3x numpy.
+
+numpy picks its own vector loops at run time too, so "numpy at its best" on this AVX-512
+CPU is not what numpy does on an AVX2 CPU such as Frontier's. Each target below avx3 is
+therefore also compared with numpy restricted to the same instruction set
+(NPY_DISABLE_CPU_FEATURES, in a worker process that checks the restriction took effect):
+``numpy_same_isa_gbps`` and ``vs_numpy_same_isa``. numpy cannot go below its baseline
+(x86-64-v2, SSE4.2), which the sse4 and scalar targets are compared with.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -35,6 +43,13 @@ BINARIES = [ROOT / "build/cpp/bench/ops_bench", ROOT / "build/dev/bench/ops_benc
 # the others are bounded by arithmetic (division, log, float64 accumulation) or by the codec.
 MEMORY_BOUND = {"cast_f64_f32", "cast_f32_f16", "cast_f32_bf16", "clip_f32", "shuffle_4byte",
                 "subsample_2x2_f32", "patches_64x64_f32"}
+
+# numpy restricted to a target's instruction set: the feature groups to disable, and the
+# group that must then be the highest one left. avx3 is compared with numpy unrestricted.
+NUMPY_ISA = {
+    "avx2": ("X86_V4 AVX512_ICL AVX512_SPR", "X86_V3"),
+    "sse4": ("X86_V3 X86_V4 AVX512_ICL AVX512_SPR", "X86_V2"),
+}
 
 
 def time_call(f, min_sample_s: float = 0.02, samples: int = 5) -> float:
@@ -119,6 +134,52 @@ def numpy_equivalents(nbytes: int) -> dict:
     }
 
 
+def numpy_groups() -> dict[str, bool]:
+    """numpy's x86 feature groups and whether its dispatch uses them in this process."""
+    from numpy._core._multiarray_umath import __cpu_features__
+    return {k: v for k, v in __cpu_features__.items() if k.startswith("X86_V")}
+
+
+class NumpyWorker:
+    """numpy in a process of its own restricted to one instruction set: times a kernel's
+    numpy equivalent on request, so that its numbers are taken beside the others."""
+
+    def __init__(self, isa: str):
+        disable, highest = NUMPY_ISA[isa]
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--numpy-worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "NPY_DISABLE_CPU_FEATURES": disable})
+        groups = json.loads(self.proc.stdout.readline())
+        on = [g for g, ok in groups.items() if ok]
+        if not on or max(on) != highest:
+            self.close()
+            raise SystemExit(f"numpy did not restrict itself to {highest} for target {isa} "
+                             f"(NPY_DISABLE_CPU_FEATURES='{disable}' left {on}); this numpy "
+                             f"({np.__version__}) names its feature groups differently")
+
+    def gbps(self, name: str, size: int, min_sample_ms: float, samples: int) -> float | None:
+        self.proc.stdin.write(f"{name} {size} {min_sample_ms} {samples}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def numpy_worker_loop() -> int:
+    """--numpy-worker: announce the feature groups in use, then answer one line per request."""
+    np.seterr(all="ignore")
+    print(json.dumps(numpy_groups()), flush=True)
+    for line in sys.stdin:
+        name, size, min_sample_ms, samples = line.split()
+        f = numpy_equivalents(int(size)).get(name)
+        g = None if f is None else int(size) / time_call(f, float(min_sample_ms) / 1000,
+                                                          int(samples)) / 1e9
+        print(json.dumps(g), flush=True)
+    return 0
+
+
 def find_binary(explicit: str | None) -> Path:
     for p in [Path(explicit)] if explicit else BINARIES:
         if p.is_file():
@@ -136,6 +197,11 @@ def run(sizes: list[int], binary: Path, min_sample_ms: float = 20, samples: int 
     np.seterr(all="ignore")  # log1p of x < -1 gives NaN on both sides; no warnings wanted
     native: dict = {"memcpy": [], "kernels": []}
     numpy_gbps: dict[str, dict[int, float]] = {}
+    # (isa, kernel) -> {size: GB/s} for numpy restricted to that instruction set.
+    restricted: dict[tuple[str, str], dict[int, float]] = {}
+    targets = subprocess.run([str(binary), "--kernel", "none", "--sizes", str(sizes[0])],
+                             capture_output=True, text=True, timeout=120).stdout
+    workers = {isa: NumpyWorker(isa) for isa in ("avx2", "sse4") if f'"{isa}"' in targets}
     for name in names:
         cpp = subprocess.run([str(binary), "--kernel", name, "--sizes", ",".join(map(str, sizes)),
                               "--min-sample-ms", str(min_sample_ms), "--samples", str(samples)],
@@ -149,19 +215,31 @@ def run(sizes: list[int], binary: Path, min_sample_ms: float = 20, samples: int 
             if f is not None:
                 numpy_gbps.setdefault(name, {})[size] = size / time_call(
                     f, min_sample_ms / 1000, samples) / 1e9
+                for isa, w in workers.items():
+                    restricted.setdefault((isa, name), {})[size] = w.gbps(
+                        name, size, min_sample_ms, samples)
+    for w in workers.values():
+        w.close()
     results = []
     for k in native["kernels"]:
         np_gbps = numpy_gbps.get(k["kernel"], {}).get(k["bytes"])
+        isa = "sse4" if k["target"] == "scalar" else k["target"]
+        same = (restricted.get((isa, k["kernel"]), {}).get(k["bytes"]) if isa in NUMPY_ISA
+                else np_gbps)
         results.append({
             **k,
             "numpy_gbps": np_gbps,
+            "numpy_same_isa_gbps": same,
             "vs_memcpy": k["gbps"] / k["memcpy_gbps"],
             "vs_numpy": None if np_gbps is None else k["gbps"] / np_gbps,
+            "vs_numpy_same_isa": None if same is None else k["gbps"] / same,
             "memory_bound": k["kernel"] in MEMORY_BOUND,
         })
     return {
         "description": "GB/s (1e9 bytes/s) of input; ratios to memcpy of the same input size "
-                       "and to the numpy equivalent, both measured in this run",
+                       "and to the numpy equivalent (at its best on this CPU, and restricted "
+                       "to the target's instruction set), all measured in this run",
+        "numpy_isa": {isa: {"disabled": d, "highest": h} for isa, (d, h) in NUMPY_ISA.items()},
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "numpy": np.__version__},
         "binary": str(binary.relative_to(ROOT)) if binary.is_relative_to(ROOT) else str(binary),
@@ -169,6 +247,8 @@ def run(sizes: list[int], binary: Path, min_sample_ms: float = 20, samples: int 
         "memcpy": native["memcpy"],  # the start-of-run memcpy of each kernel's binary run
         "numpy": [{"kernel": k, "bytes": b, "gbps": g} for k, v in numpy_gbps.items()
                   for b, g in v.items()],
+        "numpy_restricted": [{"isa": isa, "kernel": k, "bytes": b, "gbps": g}
+                             for (isa, k), v in restricted.items() for b, g in v.items()],
         "results": results,
     }
 
@@ -185,7 +265,9 @@ def summary(report: dict) -> str:
            "GB/s of input (x memcpy measured just before, x numpy measured just after); "
            "median of the memcpy baselines: " +
            ", ".join(f"{_size(s)} {v[len(v) // 2]:.1f} GB/s" for s, v in memcpy.items()) +
-           ". `*` memory-bound kernel (0.8x memcpy target at >= 1 MiB).", ""]
+           ". `*` memory-bound kernel (0.8x memcpy target at >= 1 MiB). np: numpy at its "
+           "best on this CPU; np-<target>: numpy restricted to that instruction set "
+           "(numpy's own baseline, SSE4.2, for scalar).", ""]
     for target in report["targets"]:
         out += [f"### {target}", "",
                 "| kernel | " + " | ".join(_size(s) for s in sizes) + " |",
@@ -196,6 +278,8 @@ def summary(report: dict) -> str:
                 r = next(r for r in report["results"]
                          if r["kernel"] == name and r["target"] == target and r["bytes"] == s)
                 vs_np = "" if r["vs_numpy"] is None else f", {r['vs_numpy']:.1f}x np"
+                if target != "avx3" and r.get("vs_numpy_same_isa") is not None:
+                    vs_np += f", {r['vs_numpy_same_isa']:.1f}x np-{target}"
                 cells.append(f"{r['gbps']:.1f} ({r['vs_memcpy']:.2f}x{vs_np})")
             star = "*" if name in MEMORY_BOUND else ""
             out.append(f"| {name}{star} | " + " | ".join(cells) + " |")
@@ -210,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-sample-ms", type=float, default=20)
     p.add_argument("--samples", type=int, default=5)
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "ops.json")
+    p.add_argument("--numpy-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.numpy_worker:
+        return numpy_worker_loop()
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     report = run(sizes, find_binary(args.binary), args.min_sample_ms, args.samples)
     args.out.parent.mkdir(parents=True, exist_ok=True)
