@@ -6,11 +6,12 @@ processes of one MPMD launch of the MPICH wheel's mpiexec.
     python bench/mpi_bench.py [--sizes 1M,16M,64M] [--seconds 1] [--json out.json]
 
 twinstream: writer reserve()s each step (writes 8 bytes), the reader pulls it with
-get(out=) into one preallocated array from ts.empty (twinstream_preload: the same reader
-with preload="on", the next step read ahead and served with one memcpy). The *_use kinds
-(the plane, with preload, and MPI_Get) also sum each step after reading it. (page-aligned like step memory, as the
+get(out=) into one preallocated array from ts.empty (page-aligned like step memory, as the
 baselines' two numpy arrays are aligned like each other) -- MPI_Rget straight into it;
 per step it also pays the announcement and the acknowledgement on the control connection.
+twinstream_preload: the same reader with preload="on", the next step read ahead and served
+with one memcpy. The *_use kinds (the plane, with preload, and MPI_Get) also sum each step
+after reading it.
 Send/Recv: rank 0 sends the buffer, rank 1 receives into one array. MPI_Get: rank 1 gets
 rank 0's window into one array and flushes, per step. GB/s = 1e9 bytes/s at the receiver,
 first step excluded. Output: JSON with records and ratios (plane / baseline) per size.

@@ -199,15 +199,15 @@ def run(sizes: list[int], binary: Path, min_sample_ms: float = 20, samples: int 
     numpy_gbps: dict[str, dict[int, float]] = {}
     # (isa, kernel) -> {size: GB/s} for numpy restricted to that instruction set.
     restricted: dict[tuple[str, str], dict[int, float]] = {}
-    targets = subprocess.run([str(binary), "--kernel", "none", "--sizes", str(sizes[0])],
-                             capture_output=True, text=True, timeout=120).stdout
-    workers = {isa: NumpyWorker(isa) for isa in ("avx2", "sse4") if f'"{isa}"' in targets}
+    workers: dict[str, NumpyWorker] | None = None  # for the targets below avx3 it runs
     for name in names:
         cpp = subprocess.run([str(binary), "--kernel", name, "--sizes", ",".join(map(str, sizes)),
                               "--min-sample-ms", str(min_sample_ms), "--samples", str(samples)],
                              capture_output=True, text=True, timeout=600, check=True)
         part = json.loads(cpp.stdout)
         native["targets"] = part["targets"]
+        if workers is None:
+            workers = {isa: NumpyWorker(isa) for isa in NUMPY_ISA if isa in part["targets"]}
         native["memcpy"] += part["memcpy"]
         native["kernels"] += part["kernels"]
         for size in sizes:
@@ -218,7 +218,7 @@ def run(sizes: list[int], binary: Path, min_sample_ms: float = 20, samples: int 
                 for isa, w in workers.items():
                     restricted.setdefault((isa, name), {})[size] = w.gbps(
                         name, size, min_sample_ms, samples)
-    for w in workers.values():
+    for w in (workers or {}).values():
         w.close()
     results = []
     for k in native["kernels"]:

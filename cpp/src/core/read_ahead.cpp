@@ -6,7 +6,6 @@
 #include <mutex>
 #include <tuple>
 
-
 namespace twinstream {
 
 ReadAhead::ReadAhead(transport::DataPlaneReader& plane, std::shared_ptr<BufferPool> buffers)

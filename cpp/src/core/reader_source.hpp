@@ -34,7 +34,8 @@ class ReaderSource {
   /// Ok, NotReady at the deadline, or EndOfStream. Throws ConnectionError when the writer
   /// died, hung or hung up.
   StepStatus begin_step(net::Deadline deadline);
-  /// Zero-copy access to bytes of the held step: mapped (shm, inproc) or read ahead (preload); nullptr where the plane must copy.
+  /// Zero-copy access to bytes of the held step: mapped (shm, inproc) or read ahead
+  /// (preload); nullptr where the plane must copy.
   std::shared_ptr<const std::byte> view(std::uint32_t segment, std::uint64_t offset,
                                         std::uint64_t length);
   /// Copies pieces of the held step to their destinations.
