@@ -330,20 +330,47 @@ void F32ToI8(const float* HWY_RESTRICT in, std::int8_t* HWY_RESTRICT out, std::s
       return hn::And(hn::Eq(r, hn::MulAdd(q, down, magic)), hn::Eq(x, x));
 #endif
     };
-    for (; i + N <= n; i += N) {
+    auto one = [&](std::size_t at) {
       hn::Vec<decltype(df)> r;
-      if (HWY_UNLIKELY(!hn::AllTrue(df, quantise(i, r)))) {
-        by_division(i);
-        continue;
-      }
+      if (HWY_UNLIKELY(!hn::AllTrue(df, quantise(at, r)))) return by_division(at);
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
       // vpmovdb keeps the low byte, which is the integer's: 1.5*2^23 has a zero low byte.
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + at),
                        _mm512_cvtepi32_epi8(hn::BitCast(di, r).raw));
 #else
-      hn::StoreU(hn::DemoteTo(d8, hn::Sub(hn::BitCast(di, r), magic_bits)), d8, out + i);
+      hn::StoreU(hn::DemoteTo(d8, hn::Sub(hn::BitCast(di, r), magic_bits)), d8, out + at);
+#endif
+    };
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4
+    // Blocks of four vectors: one check, and two rounds of saturating packs for all four
+    // (plus one vpermd on AVX2, whose packs work within 128-bit halves) where DemoteTo
+    // spends two or three shuffles on each vector. At 1 MiB: AVX2 31 -> 40 GB/s, SSE4
+    // 14.6 -> 16.6. On AVX-512 blocks were slower than vpmovdb per vector (43 against 46).
+    const auto ints = [&](hn::Vec<decltype(df)> r) {
+      return hn::Sub(hn::BitCast(di, r), magic_bits).raw;
+    };
+    for (; i + 4 * N <= n; i += 4 * N) {
+      hn::Vec<decltype(df)> r0, r1, r2, r3;
+      const auto ok = hn::And(hn::And(quantise(i, r0), quantise(i + N, r1)),
+                              hn::And(quantise(i + 2 * N, r2), quantise(i + 3 * N, r3)));
+      if (HWY_UNLIKELY(!hn::AllTrue(df, ok))) {
+        for (std::size_t j = 0; j < 4; ++j) one(i + j * N);
+        continue;
+      }
+#if HWY_TARGET == HWY_AVX2
+      const auto bytes = _mm256_packs_epi16(_mm256_packs_epi32(ints(r0), ints(r1)),
+                                            _mm256_packs_epi32(ints(r2), ints(r3)));
+      _mm256_storeu_si256(
+          reinterpret_cast<__m256i*>(out + i),
+          _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+#else
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                       _mm_packs_epi16(_mm_packs_epi32(ints(r0), ints(r1)),
+                                       _mm_packs_epi32(ints(r2), ints(r3))));
 #endif
     }
+#endif
+    for (; i + N <= n; i += N) one(i);
   }
   for (; i + N <= n; i += N) by_division(i);
   for (; i < n; ++i) {
