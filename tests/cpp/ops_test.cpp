@@ -14,6 +14,7 @@
 #include "ops/kernels.hpp"
 #include "ops/layout.hpp"
 #include "ops/pipeline.hpp"
+#include "ops/reciprocal_divisor.hpp"
 #include "ops/simd_target.hpp"
 #include "twinstream/errors.hpp"
 
@@ -394,6 +395,42 @@ std::vector<float> log1p_within_two_ulp(const std::vector<float>& in) {
   return out;
 }
 
+TEST_P(KernelTest, AffineByAProvenReciprocalEqualsTheDivisionBitForBit) {
+  // Enough elements per divisor for reciprocal_divisor to check it (2^23) and for the
+  // calls after that to multiply: the results must not change when they do. The values
+  // span every binade, so the range bounds of the reciprocal path are crossed; special
+  // values are sparse so that most vectors take that path.
+  constexpr std::size_t n = std::size_t{1} << 21;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> mant(1.0f, 2.0f);
+  std::uniform_int_distribution<int> expo(-149, 127);
+  std::vector<float> in(n), out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float m = (i & 1) ? mant(rng) : -mant(rng);
+    in[i] = std::ldexp(m, (i % 3 == 0) ? expo(rng) : expo(rng) / 4);
+  }
+  const float specials[] = {0.0f, -0.0f, kInf, -kInf, kNaN, 1e-45f, 1e-40f,
+                            std::numeric_limits<float>::max()};
+  for (std::size_t i = 0; i < n; i += 4001) in[i] = specials[(i / 4001) % std::size(specials)];
+  // 0.37 and 3 pass the check, sqrt(3) fails it, 2^-100 is exact, 7e-36's low part is
+  // subnormal (not usable): every branch of the choice.
+  // With sub = 0, x itself is divided: subnormals, -0 and the smallest normals reach the
+  // division unchanged.
+  for (const float sub : {0.0f, 0.25f}) {
+    for (const float div : {0.37f, 3.0f, std::sqrt(3.0f), 0x1p-100f, 7e-36f}) {
+      for (int call = 0; call < 5; ++call) {
+        kernels::affine(DType::Float32, in.data(), out.data(), n, sub, div);
+        for (std::size_t i = 0; i < n; ++i) {
+          const float want = (in[i] - sub) / div;
+          ASSERT_TRUE(bits(out[i]) == bits(want) || (std::isnan(want) && std::isnan(out[i])))
+              << "sub " << sub << " div " << div << " call " << call << " x " << in[i]
+              << " got " << out[i] << " want " << want;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(KernelTest, Log1pFloat32IsWithinTwoUlpOfExactAtTheReductionsEdges) {
   const auto in = log1p_hard_values();
   const auto out = log1p_within_two_ulp(in);
@@ -623,6 +660,44 @@ TEST_P(KernelTest, ByteShuffleOfLargeArraysMatchesTheDefinitionStreamedOrNot) {
       }
     }
   }
+}
+
+int g_reciprocal_checks = 0;
+bool count_and_pass(float, float, float) { return ++g_reciprocal_checks, true; }
+bool count_and_fail(float, float, float) { return ++g_reciprocal_checks, false; }
+
+TEST(ReciprocalDivisor, ChecksADivisorOnceItHasDividedEnoughElements) {
+  // Divisors no other test uses: the choice is remembered for the whole process.
+  const float b = 0.4321f;
+  const std::size_t step = kReciprocalCheckAfter / 4;
+  g_reciprocal_checks = 0;
+  EXPECT_FALSE(reciprocal_divisor(b, 100, &count_and_pass).usable);  // small calls divide
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(reciprocal_divisor(b, step, &count_and_pass).usable);
+  EXPECT_EQ(g_reciprocal_checks, 0);
+  const ReciprocalDivisor r = reciprocal_divisor(b, step, &count_and_pass);
+  EXPECT_EQ(g_reciprocal_checks, 1);
+  ASSERT_TRUE(r.usable);
+  EXPECT_EQ(r.hi, 1.0f / b);
+  EXPECT_NEAR(double{r.hi} + r.lo, 1.0 / b, 0x1p-46 / b);
+  // |d| from where d*lo stops being a normal float (with a factor 2 to spare) up to
+  // b * 2^125.
+  float min_abs;
+  std::memcpy(&min_abs, &r.min_abs_bits, 4);
+  const double lowest = 0x1p-125 / std::fabs(double{r.lo});
+  EXPECT_GE(min_abs, lowest);
+  EXPECT_LT(std::nextafter(min_abs, 0.0f), lowest);
+  EXPECT_EQ(r.max_abs_bits, bits(std::ldexp(b, 125)));
+  EXPECT_TRUE(reciprocal_divisor(b, step, &count_and_pass).usable);
+  EXPECT_EQ(g_reciprocal_checks, 1);  // checked once
+
+  const float c = 0.8765f;
+  for (int i = 0; i < 6; ++i) EXPECT_FALSE(reciprocal_divisor(c, step, &count_and_fail).usable);
+  EXPECT_EQ(g_reciprocal_checks, 2);  // failed once, never asked again
+
+  // No fast path at all, and nothing to check, where 1/b or its low part is not normal.
+  for (const float bad : {0.0f, -0.0f, kInf, kNaN, 1e-40f, 0x1p-121f, 0x1p121f})
+    for (int i = 0; i < 5; ++i) EXPECT_FALSE(reciprocal_divisor(bad, step, &count_and_pass).usable);
+  EXPECT_EQ(g_reciprocal_checks, 2);
 }
 
 TEST(SimdTarget, UnknownTargetIsRefusedWithTheValidNames) {

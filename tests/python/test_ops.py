@@ -252,6 +252,27 @@ def test_standardize_minmax_clip_match_numpy_bit_for_bit(target, dtype):
             assert np.array_equal(got, np.clip(x, dtype(-1.5), dtype(2.0)), equal_nan=True)
 
 
+def test_standardize_and_minmax_stay_bit_exact_once_their_divisor_is_a_reciprocal(target):
+    # After 2^23 elements with one divisor, float32 standardize/minmax multiply by a
+    # reciprocal proven (by an exhaustive check) to round as the division does. The
+    # results must be numpy's before and after; sqrt(3) is a divisor that fails the check.
+    rng = np.random.default_rng(12)
+    n = 1 << 21
+    x = (rng.uniform(1, 2, n) * rng.choice([-1, 1], n)
+         * np.exp2(rng.integers(-149, 128, n))).astype(np.float32)
+    x[::3001] = np.resize(specials(np.float32), x[::3001].size)
+    for mean, std in [(0.0, 0.37), (0.25, 2.5), (1.0, float(np.sqrt(np.float32(3))))]:
+        with np.errstate(all="ignore"):
+            want = (x - np.float32(mean)) / np.float32(std)
+        for _ in range(5):
+            got = ts.ops.apply(x, [ts.ops.standardize(mean=mean, std=std)])
+            assert same_bits(got, want), (mean, std)
+    with np.errstate(all="ignore"):
+        want = (x - np.float32(-1.0)) / np.float32(7.0)
+    for _ in range(5):
+        assert same_bits(ts.ops.apply(x, [ts.ops.minmax(-1.0, 6.0)]), want)
+
+
 def test_minmax_without_bounds_uses_the_blocks_range_skipping_nan(target):
     x = np.array([3.0, np.nan, -1.0, 7.0, 1.0], dtype=np.float32)
     got, attrs, _ = ts.ops.apply(x, [ts.ops.minmax()], details=True)

@@ -18,10 +18,66 @@
 #include <type_traits>
 
 #include "ops/kernels.hpp"
+#include "ops/reciprocal_divisor.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace twinstream::ops::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_NATIVE_FMA
+// The check of reciprocal_divisor.hpp: a*hi + RN(a*lo) against a / bn for every float a
+// in [1, 2), 2^23 of them.
+bool ReciprocalMatchesDivision(float bn, float hi, float lo) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToUnsigned<decltype(d)> du;
+  const std::size_t N = hn::Lanes(d);
+  const auto vb = hn::Set(d, bn);
+  const auto vhi = hn::Set(d, hi);
+  const auto vlo = hn::Set(d, lo);
+  auto bits = hn::Add(hn::Iota(du, 0), hn::Set(du, 0x3f800000u));  // 1.0 and up
+  auto differ = hn::Zero(du);
+  for (std::uint32_t m = 0; m < (1u << 23); m += static_cast<std::uint32_t>(N)) {
+    const auto a = hn::BitCast(d, bits);
+    const auto q = hn::MulAdd(a, vhi, hn::Mul(a, vlo));
+    differ = hn::Or(differ, hn::Xor(hn::BitCast(du, q), hn::BitCast(du, hn::Div(a, vb))));
+    bits = hn::Add(bits, hn::Set(du, static_cast<std::uint32_t>(N)));
+  }
+  return hn::AllTrue(du, hn::Eq(differ, hn::Zero(du)));
+}
+
+// (in - sub) / div by the reciprocal where reciprocal_divisor proved it exact; blocks with
+// a lane outside its range are divided. Returns how far it got.
+std::size_t AffineByReciprocal(const float* in, float* out, std::size_t n, float sub, float div,
+                               const ReciprocalDivisor& r) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToUnsigned<decltype(d)> du;
+  const std::size_t N = hn::Lanes(d);
+  const auto vs = hn::Set(d, sub);
+  const auto vd = hn::Set(d, div);
+  const auto hi = hn::Set(d, r.hi);
+  const auto lo = hn::Set(d, r.lo);
+  const auto abs_mask = hn::Set(du, 0x7fffffffu);
+  const auto min_bits = hn::Set(du, r.min_abs_bits);
+  // Unsigned: magnitudes below the range wrap around past its end.
+  const auto past_span = hn::Set(du, r.max_abs_bits - r.min_abs_bits + 1);
+  const auto in_range = [&](hn::Vec<decltype(d)> v) {
+    return hn::Lt(hn::Sub(hn::And(hn::BitCast(du, v), abs_mask), min_bits), past_span);
+  };
+  std::size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto a = hn::Sub(hn::LoadU(d, in + i), vs);
+    const auto b = hn::Sub(hn::LoadU(d, in + i + N), vs);
+    if (HWY_LIKELY(hn::AllTrue(du, hn::And(in_range(a), in_range(b))))) {
+      hn::StoreU(hn::MulAdd(a, hi, hn::Mul(a, lo)), d, out + i);
+      hn::StoreU(hn::MulAdd(b, hi, hn::Mul(b, lo)), d, out + i + N);
+    } else {
+      hn::StoreU(hn::Div(a, vd), d, out + i);
+      hn::StoreU(hn::Div(b, vd), d, out + i + N);
+    }
+  }
+  return i;
+}
+#endif
 
 template <typename T>
 void AffineT(const T* in, T* out, std::size_t n, T sub, T div) {
@@ -30,8 +86,13 @@ void AffineT(const T* in, T* out, std::size_t n, T sub, T div) {
   const auto vs = hn::Set(d, sub);
   const auto vd = hn::Set(d, div);
   std::size_t i = 0;
-  // A true division, not a multiplication by 1/div: it is what numpy computes, and the
-  // divider keeps up with memory.
+#if HWY_NATIVE_FMA
+  if constexpr (std::is_same_v<T, float>) {
+    const ReciprocalDivisor r = reciprocal_divisor(div, n, &ReciprocalMatchesDivision);
+    if (r.usable) i = AffineByReciprocal(in, out, n, sub, div, r);
+  }
+#endif
+  // A true division, as numpy computes it, where the reciprocal is not proven exact.
   for (; i + 2 * N <= n; i += 2 * N) {
     const auto a = hn::LoadU(d, in + i);
     const auto b = hn::LoadU(d, in + i + N);
