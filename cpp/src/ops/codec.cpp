@@ -75,6 +75,30 @@ std::size_t compress_chunk(Codec codec, int level, const std::byte* src, std::si
                         " (it was not written by twinstream's compress, or was truncated)");
 }
 
+// Room for one byte-shuffled chunk, kept by each thread between calls. A fresh 1 MiB
+// buffer per call costs page faults whenever malloc has handed the memory back to the
+// system in between, which it does for blocks of about this size (measured: lz4 of 1 MiB
+// at 1.2 GB/s instead of 7.7, zstd-1 at 0.8 instead of 2.4). Larger chunks (only a
+// foreign writer's header asks for them) get a buffer of their own.
+class ShuffleScratch {
+ public:
+  explicit ShuffleScratch(std::size_t n) {
+    thread_local std::vector<std::byte> kept;
+    if (n > kCompressChunk) {
+      own_.resize(n);
+      data_ = own_.data();
+      return;
+    }
+    if (kept.size() < n) kept.resize(n);
+    data_ = kept.data();
+  }
+  std::byte* data() const { return data_; }
+
+ private:
+  std::vector<std::byte> own_;
+  std::byte* data_ = nullptr;
+};
+
 }  // namespace
 
 Tensor compress(const TensorView& in, Codec codec, int level) {
@@ -104,7 +128,7 @@ Tensor compress(const TensorView& in, Codec codec, int level) {
   std::memcpy(out, head.data(), head.size());
   std::size_t at = head.size();
 
-  std::vector<std::byte> shuffled(std::min(raw, kCompressChunk));
+  const ShuffleScratch shuffled(std::min(raw, kCompressChunk));
   const auto* src = static_cast<const std::byte*>(in.data);
   for (std::size_t off = 0; off < raw; off += kCompressChunk) {
     const std::size_t n = std::min(kCompressChunk, raw - off);
@@ -163,7 +187,7 @@ Tensor decompress(const void* data, std::size_t size) {
   if (chunks > (size - pos) / 4) corrupt("more chunks than bytes");
 
   Tensor t = Tensor::allocate(dtype, shape);
-  std::vector<std::byte> shuffled(std::min<std::size_t>(raw, chunk));
+  const ShuffleScratch shuffled(std::min<std::size_t>(raw, chunk));
   for (std::size_t off = 0; off < raw; off += chunk) {
     const std::size_t n = std::min<std::size_t>(chunk, raw - off);
     if (size - pos < 4) corrupt("chunk header truncated");
