@@ -139,6 +139,11 @@ def numpy_equivalents(nbytes: int) -> dict:
     }
 
 
+def numpy_gbps_of(f, size: int, min_sample_ms: float, samples: int) -> float:
+    """GB/s of input of one numpy equivalent, timed as the C++ side times its kernels."""
+    return size / time_call(f, min_sample_ms / 1000, samples) / 1e9
+
+
 def best_of(by_size: dict[int, float | None], size: int, gbps: float | None) -> None:
     """Keeps the larger of the GB/s recorded for `size` and a new one (None: no equivalent)."""
     old = by_size.get(size)
@@ -185,8 +190,7 @@ def numpy_worker_loop() -> int:
     for line in sys.stdin:
         name, size, min_sample_ms, samples = line.split()
         f = numpy_equivalents(int(size)).get(name)
-        g = None if f is None else int(size) / time_call(f, float(min_sample_ms) / 1000,
-                                                          int(samples)) / 1e9
+        g = None if f is None else numpy_gbps_of(f, int(size), float(min_sample_ms), int(samples))
         print(json.dumps(g), flush=True)
     return 0
 
@@ -226,8 +230,8 @@ def run(sizes: list[int], binary: Path, min_sample_ms: float = 20, samples: int 
         for size in sizes:
             f = numpy_equivalents(size).get(name)
             if f is not None:
-                g = size / time_call(f, min_sample_ms / 1000, samples) / 1e9
-                best_of(numpy_gbps.setdefault(name, {}), size, g)
+                best_of(numpy_gbps.setdefault(name, {}), size,
+                        numpy_gbps_of(f, size, min_sample_ms, samples))
                 for isa, w in workers.items():
                     best_of(restricted.setdefault((isa, name), {}), size,
                             w.gbps(name, size, min_sample_ms, samples))

@@ -412,10 +412,10 @@ TEST_P(KernelTest, AffineByAProvenReciprocalEqualsTheDivisionBitForBit) {
   const float specials[] = {0.0f, -0.0f, kInf, -kInf, kNaN, 1e-45f, 1e-40f,
                             std::numeric_limits<float>::max()};
   for (std::size_t i = 0; i < n; i += 4001) in[i] = specials[(i / 4001) % std::size(specials)];
-  // 0.37 and 3 pass the check, sqrt(3) fails it, 2^-100 is exact, 7e-36's low part is
-  // subnormal (not usable): every branch of the choice.
-  // With sub = 0, x itself is divided: subnormals, -0 and the smallest normals reach the
-  // division unchanged.
+  // 0.37 and 3 pass the check, sqrt(3) fails it, 2^-100 is exact (lo = 0), and 7e-36
+  // caps the range at |d| <= 7e-36 * 2^125 (about 298), so most of the values cross its
+  // upper bound. With sub = 0, x itself is divided: subnormals, -0 and the smallest
+  // normals reach the division unchanged and cross the lower bound.
   for (const float sub : {0.0f, 0.25f}) {
     for (const float div : {0.37f, 3.0f, std::sqrt(3.0f), 0x1p-100f, 7e-36f}) {
       for (int call = 0; call < 5; ++call) {
